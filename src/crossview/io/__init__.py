@@ -1,0 +1,1 @@
+"""Input and output: sources, buffers, sinks and file formats (``crossview.io.formats``)."""
