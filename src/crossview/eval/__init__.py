@@ -1,0 +1,1 @@
+"""Metrics: tracking, multi-camera, detection, re-identification, retrieval and latency."""
