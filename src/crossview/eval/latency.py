@@ -16,8 +16,9 @@ true ones, so for samples within ``[lowest, highest]``
     ``|histogram.quantile(q) - np.percentile(samples, 100 q)| <= α · np.percentile(samples, 100 q)``
 
 (up to floating-point rounding at bucket edges). Samples below ``lowest`` share one bucket and are
-answered within ``lowest`` absolutely; samples above ``highest`` share one bucket represented by
-the exact maximum. Estimates are clamped to the exact ``[min, max]``, which only moves them closer.
+answered within ``lowest / 2`` absolutely; samples above ``highest`` share one bucket represented by
+the exact maximum. The smallest and largest samples are kept exactly (``quantile(0)`` and
+``quantile(1)`` are exact) and every estimate is clamped to them, which only moves it closer.
 
 Histograms with the same layout merge by adding counts, so per-worker histograms combine into
 the histogram of all samples; ``to_dict``/``from_dict`` carry them between processes. A histogram
@@ -160,16 +161,24 @@ class LatencyHistogram:
         index = np.zeros(seconds.shape, np.int64)
         above = seconds > self._lowest
         scaled = np.log(seconds[above] / self._lowest) / self._log_gamma
-        index[above] = np.ceil(scaled).astype(np.int64)
+        index[above] = np.maximum(np.ceil(scaled), 1).astype(np.int64)
         index[seconds > self._highest] = overflow
         return np.clip(index, 0, overflow)
 
     def _representative(self, index: NDArray[np.int64], low: float, high: float) -> NDArray[np.float64]:
         upper = self._lowest * np.exp(index.astype(np.float64) * self._log_gamma)
         value = 2.0 * upper / (self._gamma + 1.0)
-        value = np.where(index == 0, self._lowest, value)
+        value = np.where(index == 0, self._lowest / 2.0, value)
         value = np.where(index == self.num_buckets - 1, high, value)
         return np.clip(value, low, high)
+
+    def _order_statistic(
+        self, cumulative: NDArray[np.int64], rank: NDArray[np.float64], low: float, high: float
+    ) -> NDArray[np.float64]:
+        """Estimates of the samples at 0-based ``rank`` in sorted order; the extremes are known exactly."""
+        value = self._representative(np.searchsorted(cumulative, rank, side="right"), low, high)
+        value = np.where(rank == 0, low, value)
+        return np.where(rank == cumulative[-1] - 1, high, value)
 
     def _snapshot(self) -> tuple[NDArray[np.int64], float, float, float]:
         with self._lock:
@@ -177,8 +186,22 @@ class LatencyHistogram:
 
     # ------------------------------------------------------------------ recording
     def record(self, seconds: float) -> None:
-        """Add one sample (seconds, finite and non-negative)."""
-        self.record_many(np.array([seconds], np.float64))
+        """Add one sample (seconds, finite and non-negative); cheap enough for every request."""
+        value = float(seconds)
+        if not (math.isfinite(value) and value >= 0.0):
+            raise ValueError(f"latency samples must be finite and non-negative seconds, got {value!r}")
+        overflow = self.num_buckets - 1
+        if value <= self._lowest:
+            index = 0
+        elif value > self._highest:
+            index = overflow
+        else:
+            index = min(max(math.ceil(math.log(value / self._lowest) / self._log_gamma), 1), overflow)
+        with self._lock:
+            self._counts[index] += 1
+            self._sum += value
+            self._min = min(self._min, value)
+            self._max = max(self._max, value)
 
     def record_many(self, seconds: ArrayLike) -> None:
         """Add samples (seconds, finite and non-negative), any shape."""
@@ -247,8 +270,8 @@ class LatencyHistogram:
         below = np.floor(position)
         fraction = position - below
         above = np.minimum(below + 1, count - 1)
-        lower = self._representative(np.searchsorted(cumulative, below, side="right"), low, high)
-        upper = self._representative(np.searchsorted(cumulative, above, side="right"), low, high)
+        lower = self._order_statistic(cumulative, below, low, high)
+        upper = self._order_statistic(cumulative, above, low, high)
         return np.asarray(lower + fraction * (upper - lower), dtype=np.float64)
 
     def summary(self) -> LatencySummary:

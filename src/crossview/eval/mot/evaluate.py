@@ -95,7 +95,7 @@ class MissingSequenceError(ValueError):
         self.names = tuple(names)
         super().__init__(
             f"no predictions in {pred_dir} for {len(names)} sequence(s): {', '.join(names)} "
-            "(expected <seq>.txt; pass missing='empty' to score them as all misses)"
+            "(expected <seq>.txt; score them as all misses with missing='empty', or --missing empty)"
         )
 
 

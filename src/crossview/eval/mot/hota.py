@@ -62,9 +62,6 @@ class HotaResult:
         out["HOTA(0)"] = float(self.hota[0])
         out["LocA(0)"] = float(self.loc_a[0])
         out["HOTALocA(0)"] = out["HOTA(0)"] * out["LocA(0)"]
-        out["HOTA_TP"] = float(np.mean(self.tp))
-        out["HOTA_FN"] = float(np.mean(self.fn))
-        out["HOTA_FP"] = float(np.mean(self.fp))
         return out
 
     @classmethod

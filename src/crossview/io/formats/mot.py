@@ -207,9 +207,10 @@ def write_mot(path: str | Path, table: MotTable, *, columns: int = 10) -> None:
 
 
 def _number(value: float) -> str:
+    """Whole numbers without a decimal point; others in the shortest form that reads back exactly."""
     if value == int(value) and abs(value) < 1e15:
         return str(int(value))
-    return f"{value:.10g}"
+    return repr(float(value))
 
 
 # ------------------------------------------------------------------------------ detections

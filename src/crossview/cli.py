@@ -1,0 +1,115 @@
+"""The ``crossview`` command line: thin wrappers that call the library and print with rich."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Multi-camera perception and visual search.")
+eval_app = typer.Typer(no_args_is_help=True, help="Score outputs against ground truth.")
+sample_app = typer.Typer(no_args_is_help=True, help="Write synthetic sample data with ground truth.")
+app.add_typer(eval_app, name="eval")
+app.add_typer(sample_app, name="sample")
+
+console = Console()
+errors = Console(stderr=True)
+
+
+class Protocol(StrEnum):
+    mot17 = "mot17"
+    mot20 = "mot20"
+    mot15 = "mot15"
+
+
+class Missing(StrEnum):
+    error = "error"
+    empty = "empty"
+
+
+def _fail(message: str) -> typer.Exit:
+    errors.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code=2)
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
+    console.print(f"wrote {path}")
+
+
+MOT_COLUMNS = (("HOTA", True), ("DetA", True), ("AssA", True), ("MOTA", True), ("IDF1", True),
+               ("IDSW", False), ("CLR_FP", False), ("CLR_FN", False), ("Frag", False))
+
+
+@eval_app.command("mot")
+def eval_mot(
+    gt: Annotated[Path, typer.Option(help="Folder with <seq>/gt/gt.txt and <seq>/seqinfo.ini")],
+    pred: Annotated[Path, typer.Option(help="Folder with <seq>.txt tracker results")],
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write every figure to this JSON file")] = None,
+    protocol: Annotated[Protocol, typer.Option(help="mot17/mot20: pedestrians, distractors removed; "
+                                                    "mot15: every box, no classes")] = Protocol.mot17,
+    seq: Annotated[list[str] | None, typer.Option(help="Evaluate only these sequences (repeatable)")] = None,
+    pred_name: Annotated[str, typer.Option(help="Prediction file stem, {seq} is replaced")] = "{seq}",
+    missing: Annotated[Missing, typer.Option(help="A sequence with no prediction file: error, "
+                                                  "or score it as all misses")] = Missing.error,
+) -> None:
+    """HOTA, CLEAR (MOTA...) and Identity (IDF1...) per sequence and combined, equal to TrackEval."""
+    from crossview.eval.mot import MissingSequenceError, MotProtocol, SequenceError, evaluate_mot_dirs, find_sequences
+    from crossview.io.formats import FormatError
+
+    chosen = {"mot17": MotProtocol.mot17, "mot20": MotProtocol.mot20, "mot15": MotProtocol.mot15}[protocol.value]()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # unexpected files are reported below, once
+        try:
+            names = seq or find_sequences(gt)
+            evaluation = evaluate_mot_dirs(
+                gt, pred, protocol=chosen, sequences=names, missing=missing.value,
+                pred_names={name: pred_name.format(seq=name) for name in names},
+            )
+        except (FileNotFoundError, MissingSequenceError, FormatError, SequenceError) as error:
+            raise _fail(str(error)) from None
+    table = Table(title=f"MOT evaluation ({protocol.value} protocol; scores in %)")
+    table.add_column("sequence")
+    for column, _ in MOT_COLUMNS:
+        table.add_column(column.removeprefix("CLR_"), justify="right")
+    rows = [*evaluation.sequences.items(), ("COMBINED", evaluation.combined)]
+    for name, scores in rows:
+        summary = scores.summary()
+        cells = [f"{100 * summary[c]:.2f}" if is_score else f"{int(summary[c])}" for c, is_score in MOT_COLUMNS]
+        table.add_row(name, *cells, end_section=name == rows[-2][0])
+    console.print(table)
+    for name in evaluation.missing_predictions:
+        errors.print(f"[yellow]warning:[/] no predictions for {name}: scored as all misses")
+    for name in evaluation.unexpected_predictions:
+        errors.print(f"[yellow]warning:[/] predictions for {name} have no ground truth: not scored")
+    if json_path is not None:
+        _write_json(json_path, evaluation.to_dict())
+
+
+@sample_app.command("mot")
+def sample_mot(
+    out: Annotated[Path, typer.Argument(help="Folder to write gt/ and pred/ into")],
+    sequences: Annotated[int, typer.Option(min=1, help="How many sequences")] = 3,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same files)")] = 0,
+) -> None:
+    """Synthetic sequences with ground truth and a noisy tracker's output, in MOTChallenge layout."""
+    from crossview.sim.sequences import write_mot_sample
+
+    generated = write_mot_sample(out, sequences=sequences, seed=seed)
+    console.print(f"wrote {len(generated)} sequences to {out}/gt and {out}/pred")
+    console.print(f"next: crossview eval mot --gt {out}/gt --pred {out}/pred")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
