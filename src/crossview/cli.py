@@ -12,7 +12,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="Multi-camera perception and visual search.")
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="Multi-camera perception and visual search."
+)
 eval_app = typer.Typer(no_args_is_help=True, help="Score outputs against ground truth.")
 sample_app = typer.Typer(no_args_is_help=True, help="Write synthetic sample data with ground truth.")
 app.add_typer(eval_app, name="eval")
@@ -44,33 +46,59 @@ def _write_json(path: Path, payload: dict[str, Any]) -> None:
     console.print(f"wrote {path}")
 
 
-MOT_COLUMNS = (("HOTA", True), ("DetA", True), ("AssA", True), ("MOTA", True), ("IDF1", True),
-               ("IDSW", False), ("CLR_FP", False), ("CLR_FN", False), ("Frag", False))
+MOT_COLUMNS = (
+    ("HOTA", True),
+    ("DetA", True),
+    ("AssA", True),
+    ("MOTA", True),
+    ("IDF1", True),
+    ("IDSW", False),
+    ("CLR_FP", False),
+    ("CLR_FN", False),
+    ("Frag", False),
+)
 
 
 @eval_app.command("mot")
 def eval_mot(
     gt: Annotated[Path, typer.Option(help="Folder with <seq>/gt/gt.txt and <seq>/seqinfo.ini")],
     pred: Annotated[Path, typer.Option(help="Folder with <seq>.txt tracker results")],
-    json_path: Annotated[Path | None, typer.Option("--json", help="Write every figure to this JSON file")] = None,
-    protocol: Annotated[Protocol, typer.Option(help="mot17/mot20: pedestrians, distractors removed; "
-                                                    "mot15: every box, no classes")] = Protocol.mot17,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Write every figure to this JSON file")
+    ] = None,
+    protocol: Annotated[
+        Protocol,
+        typer.Option(help="mot17/mot20: pedestrians, distractors removed; mot15: every box, no classes"),
+    ] = Protocol.mot17,
     seq: Annotated[list[str] | None, typer.Option(help="Evaluate only these sequences (repeatable)")] = None,
     pred_name: Annotated[str, typer.Option(help="Prediction file stem, {seq} is replaced")] = "{seq}",
-    missing: Annotated[Missing, typer.Option(help="A sequence with no prediction file: error, "
-                                                  "or score it as all misses")] = Missing.error,
+    missing: Annotated[
+        Missing, typer.Option(help="A sequence with no prediction file: error, or score it as all misses")
+    ] = Missing.error,
 ) -> None:
     """HOTA, CLEAR (MOTA...) and Identity (IDF1...) per sequence and combined, equal to TrackEval."""
-    from crossview.eval.mot import MissingSequenceError, MotProtocol, SequenceError, evaluate_mot_dirs, find_sequences
+    from crossview.eval.mot import (
+        MissingSequenceError,
+        MotProtocol,
+        SequenceError,
+        evaluate_mot_dirs,
+        find_sequences,
+    )
     from crossview.io.formats import FormatError
 
-    chosen = {"mot17": MotProtocol.mot17, "mot20": MotProtocol.mot20, "mot15": MotProtocol.mot15}[protocol.value]()
+    chosen = {"mot17": MotProtocol.mot17, "mot20": MotProtocol.mot20, "mot15": MotProtocol.mot15}[
+        protocol.value
+    ]()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # unexpected files are reported below, once
         try:
             names = seq or find_sequences(gt)
             evaluation = evaluate_mot_dirs(
-                gt, pred, protocol=chosen, sequences=names, missing=missing.value,
+                gt,
+                pred,
+                protocol=chosen,
+                sequences=names,
+                missing=missing.value,
                 pred_names={name: pred_name.format(seq=name) for name in names},
             )
         except (FileNotFoundError, MissingSequenceError, FormatError, SequenceError) as error:
@@ -82,7 +110,9 @@ def eval_mot(
     rows = [*evaluation.sequences.items(), ("COMBINED", evaluation.combined)]
     for name, scores in rows:
         summary = scores.summary()
-        cells = [f"{100 * summary[c]:.2f}" if is_score else f"{int(summary[c])}" for c, is_score in MOT_COLUMNS]
+        cells = [
+            f"{100 * summary[c]:.2f}" if is_score else f"{int(summary[c])}" for c, is_score in MOT_COLUMNS
+        ]
         table.add_row(name, *cells, end_section=name == rows[-2][0])
     console.print(table)
     for name in evaluation.missing_predictions:

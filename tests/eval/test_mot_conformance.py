@@ -13,15 +13,50 @@ from tests.conftest import shared_path
 from tests.eval.trackeval_reference import trackeval_scores
 
 HOTA_ARRAYS = {
-    "HOTA": "hota", "DetA": "det_a", "AssA": "ass_a", "DetRe": "det_re", "DetPr": "det_pr",
-    "AssRe": "ass_re", "AssPr": "ass_pr", "LocA": "loc_a", "OWTA": "owta", "HOTA_TP": "tp",
-    "HOTA_FN": "fn", "HOTA_FP": "fp",
+    "HOTA": "hota",
+    "DetA": "det_a",
+    "AssA": "ass_a",
+    "DetRe": "det_re",
+    "DetPr": "det_pr",
+    "AssRe": "ass_re",
+    "AssPr": "ass_pr",
+    "LocA": "loc_a",
+    "OWTA": "owta",
+    "HOTA_TP": "tp",
+    "HOTA_FN": "fn",
+    "HOTA_FP": "fp",
 }
 SCALARS = (
-    "HOTA(0)", "LocA(0)", "HOTALocA(0)",
-    "MOTA", "MOTP", "MODA", "CLR_Re", "CLR_Pr", "MTR", "PTR", "MLR", "sMOTA", "CLR_F1", "FP_per_frame",
-    "MOTAL", "CLR_TP", "CLR_FN", "CLR_FP", "IDSW", "MT", "PT", "ML", "Frag", "CLR_Frames",
-    "IDF1", "IDR", "IDP", "IDTP", "IDFN", "IDFP",
+    "HOTA(0)",
+    "LocA(0)",
+    "HOTALocA(0)",
+    "MOTA",
+    "MOTP",
+    "MODA",
+    "CLR_Re",
+    "CLR_Pr",
+    "MTR",
+    "PTR",
+    "MLR",
+    "sMOTA",
+    "CLR_F1",
+    "FP_per_frame",
+    "MOTAL",
+    "CLR_TP",
+    "CLR_FN",
+    "CLR_FP",
+    "IDSW",
+    "MT",
+    "PT",
+    "ML",
+    "Frag",
+    "CLR_Frames",
+    "IDF1",
+    "IDR",
+    "IDP",
+    "IDTP",
+    "IDFN",
+    "IDFP",
 )
 
 
@@ -133,7 +168,9 @@ def _random_sequence(seed: int, *, num_frames: int = 60) -> tuple[MotTable, MotT
     silent = set(rng.choice(np.arange(1, num_frames + 1), size=num_frames // 10, replace=False).tolist())
     for _ in range(int(rng.integers(0, 40))):
         frame = int(rng.integers(1, num_frames + 1))
-        pred_rows.append([frame, next_pred_id, *rng.uniform(0, 600, 2), *rng.uniform(10, 100, 2), 1, -1, -1, -1])
+        pred_rows.append(
+            [frame, next_pred_id, *rng.uniform(0, 600, 2), *rng.uniform(10, 100, 2), 1, -1, -1, -1]
+        )
         next_pred_id += 1
     pred = MotTable.from_array(np.array([r for r in pred_rows if r[0] not in silent]).reshape(-1, 10))
     gt = MotTable.from_array(np.array(gt_rows).reshape(-1, 9))

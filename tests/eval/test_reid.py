@@ -195,7 +195,8 @@ def test_accepts_a_memory_mapped_matrix(tmp_path: Path) -> None:
 
 def normalised(rng: np.random.Generator, n: int, dimension: int) -> NDArray[np.float32]:
     features = rng.normal(size=(n, dimension)).astype(np.float32)
-    return features / np.linalg.norm(features, axis=1, keepdims=True)
+    features /= np.linalg.norm(features, axis=1, keepdims=True)
+    return features
 
 
 def test_cosine_distance_of_normalised_features() -> None:

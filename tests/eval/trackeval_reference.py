@@ -27,7 +27,9 @@ def trackeval_scores(
     ``sequences`` maps a name to ``(gt, pred, num_frames)``. Array fields (HOTA's) are kept as
     arrays over the 19 thresholds.
     """
-    trackeval = pytest.importorskip("trackeval", reason="trackeval is a test-only reference (pip install --no-deps)")
+    trackeval = pytest.importorskip(
+        "trackeval", reason="trackeval is a test-only reference (pip install --no-deps)"
+    )
     with tempfile.TemporaryDirectory() as root, contextlib.redirect_stdout(io.StringIO()):
         gt_root, pred_root = Path(root, "gt"), Path(root, "trackers")
         for name, (gt, pred, length) in sequences.items():
@@ -36,17 +38,31 @@ def trackeval_scores(
             write_mot(pred_root / "tracker" / "data" / f"{name}.txt", pred)
         eval_config = trackeval.Evaluator.get_default_eval_config()
         eval_config.update(
-            PRINT_RESULTS=False, PRINT_CONFIG=False, TIME_PROGRESS=False, OUTPUT_SUMMARY=False,
-            OUTPUT_DETAILED=False, PLOT_CURVES=False, USE_PARALLEL=False, DISPLAY_LESS_PROGRESS=True,
+            PRINT_RESULTS=False,
+            PRINT_CONFIG=False,
+            TIME_PROGRESS=False,
+            OUTPUT_SUMMARY=False,
+            OUTPUT_DETAILED=False,
+            PLOT_CURVES=False,
+            USE_PARALLEL=False,
+            DISPLAY_LESS_PROGRESS=True,
         )
         dataset_config = trackeval.datasets.MotChallenge2DBox.get_default_dataset_config()
         dataset_config.update(
-            GT_FOLDER=str(gt_root), TRACKERS_FOLDER=str(pred_root), SEQ_INFO=dict.fromkeys(sequences),
-            SKIP_SPLIT_FOL=True, PRINT_CONFIG=False, BENCHMARK=benchmark,
-            GT_LOC_FORMAT="{gt_folder}/{seq}/gt/gt.txt", TRACKERS_TO_EVAL=["tracker"],
+            GT_FOLDER=str(gt_root),
+            TRACKERS_FOLDER=str(pred_root),
+            SEQ_INFO=dict.fromkeys(sequences),
+            SKIP_SPLIT_FOL=True,
+            PRINT_CONFIG=False,
+            BENCHMARK=benchmark,
+            GT_LOC_FORMAT="{gt_folder}/{seq}/gt/gt.txt",
+            TRACKERS_TO_EVAL=["tracker"],
         )
-        metrics = [trackeval.metrics.HOTA(), trackeval.metrics.CLEAR({"PRINT_CONFIG": False}),
-                   trackeval.metrics.Identity({"PRINT_CONFIG": False})]
+        metrics = [
+            trackeval.metrics.HOTA(),
+            trackeval.metrics.CLEAR({"PRINT_CONFIG": False}),
+            trackeval.metrics.Identity({"PRINT_CONFIG": False}),
+        ]
         results, messages = trackeval.Evaluator(eval_config).evaluate(
             [trackeval.datasets.MotChallenge2DBox(dataset_config)], metrics
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Self
 
 import numpy as np
@@ -15,21 +15,25 @@ Index = slice | int | Sequence[int] | NDArray[np.bool_] | NDArray[np.integer[Any
 _NO_ID = -1
 
 
-def _column(name: str, values: ArrayLike, dtype: type[np.generic], n: int | None) -> NDArray[Any]:
+def _column(
+    name: str, values: ArrayLike | None, dtype: type[np.generic], n: int, fill: float
+) -> NDArray[Any]:
+    if values is None:
+        return np.full(n, fill, dtype=dtype)
     array = np.asarray(values)
     if array.ndim == 0:
         raise ValueError(f"Detections.{name} must be 1-D, got a scalar")
     if array.ndim != 1:
         raise ValueError(f"Detections.{name} must have shape (N,), got {array.shape}")
-    if n is not None and array.shape[0] != n:
+    if array.shape[0] != n:
         raise ValueError(f"Detections.{name} has {array.shape[0]} rows, expected {n} (rows of xyxy)")
-    if np.issubdtype(dtype, np.integer) and array.size and not np.issubdtype(array.dtype, np.integer):
-        if not np.all(np.isfinite(array)) or np.any(array != np.round(array)):
-            raise ValueError(f"Detections.{name} must hold whole numbers, got {array.dtype} with fractions")
+    needs_whole = np.issubdtype(dtype, np.integer) and array.size and not np.issubdtype(array.dtype, np.integer)
+    if needs_whole and (not np.all(np.isfinite(array)) or np.any(array != np.round(array))):
+        raise ValueError(f"Detections.{name} must hold whole numbers, got {array.dtype} with fractions")
     return np.ascontiguousarray(array, dtype=dtype)
 
 
-@dataclass(frozen=True, eq=False, slots=True)
+@dataclass(frozen=True, eq=False, slots=True, init=False)
 class Detections:
     """Objects found in one frame, one row each, as aligned numpy columns.
 
@@ -47,52 +51,62 @@ class Detections:
     """
 
     xyxy: NDArray[np.float32]
-    confidence: NDArray[np.float32] = field(default=None)  # type: ignore[assignment]
-    class_id: NDArray[np.int64] = field(default=None)  # type: ignore[assignment]
-    tracker_id: NDArray[np.int64] = field(default=None)  # type: ignore[assignment]
-    global_id: NDArray[np.int64] = field(default=None)  # type: ignore[assignment]
-    embedding: NDArray[np.float32] | None = None
-    data: Mapping[str, NDArray[Any]] = field(default_factory=dict)
-    camera_id: str | None = None
-    frame_index: int | None = None
-    timestamp: float | None = None
+    confidence: NDArray[np.float32]
+    class_id: NDArray[np.int64]
+    tracker_id: NDArray[np.int64]
+    global_id: NDArray[np.int64]
+    embedding: NDArray[np.float32] | None
+    data: Mapping[str, NDArray[Any]]
+    camera_id: str | None
+    frame_index: int | None
+    timestamp: float | None
 
-    def __post_init__(self) -> None:
-        xyxy = np.asarray(self.xyxy, dtype=np.float32)
-        if xyxy.size == 0:
-            xyxy = xyxy.reshape(0, 4)
-        if xyxy.ndim != 2 or xyxy.shape[1] != 4:
-            raise ValueError(f"Detections.xyxy must have shape (N, 4), got {xyxy.shape}")
-        if not np.all(np.isfinite(xyxy)):
-            bad = np.flatnonzero(~np.all(np.isfinite(xyxy), axis=1))
+    def __init__(
+        self,
+        xyxy: ArrayLike,
+        confidence: ArrayLike | None = None,
+        class_id: ArrayLike | None = None,
+        tracker_id: ArrayLike | None = None,
+        global_id: ArrayLike | None = None,
+        embedding: ArrayLike | None = None,
+        data: Mapping[str, ArrayLike] | None = None,
+        camera_id: str | None = None,
+        frame_index: int | None = None,
+        timestamp: float | None = None,
+    ) -> None:
+        boxes = np.asarray(xyxy, dtype=np.float32)
+        if boxes.size == 0:
+            boxes = boxes.reshape(0, 4)
+        if boxes.ndim != 2 or boxes.shape[1] != 4:
+            raise ValueError(f"Detections.xyxy must have shape (N, 4), got {boxes.shape}")
+        if not np.all(np.isfinite(boxes)):
+            bad = np.flatnonzero(~np.all(np.isfinite(boxes), axis=1))
             raise ValueError(f"Detections.xyxy has non-finite values in rows {bad[:10].tolist()}")
-        if np.any(xyxy[:, 2] < xyxy[:, 0]) or np.any(xyxy[:, 3] < xyxy[:, 1]):
-            bad = np.flatnonzero((xyxy[:, 2] < xyxy[:, 0]) | (xyxy[:, 3] < xyxy[:, 1]))
-            raise ValueError(f"Detections.xyxy rows {bad[:10].tolist()} have x2 < x1 or y2 < y1")
-        n = xyxy.shape[0]
-        set_ = object.__setattr__
-        set_(self, "xyxy", np.ascontiguousarray(xyxy))
-        defaults: dict[str, tuple[type[np.generic], float | int]] = {
-            "confidence": (np.float32, 1.0),
-            "class_id": (np.int64, 0),
-            "tracker_id": (np.int64, _NO_ID),
-            "global_id": (np.int64, _NO_ID),
-        }
-        for name, (dtype, fill) in defaults.items():
-            values = getattr(self, name)
-            column = np.full(n, fill, dtype=dtype) if values is None else _column(name, values, dtype, n)
-            set_(self, name, column)
-        if self.embedding is not None:
-            set_(self, "embedding", _normalised_embedding(self.embedding, n))
+        inverted = (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
+        if inverted.any():
+            raise ValueError(
+                f"Detections.xyxy rows {np.flatnonzero(inverted)[:10].tolist()} have x2 < x1 or y2 < y1"
+            )
+        n = boxes.shape[0]
+        if frame_index is not None and frame_index < 0:
+            raise ValueError(f"Detections.frame_index must be >= 0, got {frame_index}")
         extras: dict[str, NDArray[Any]] = {}
-        for key, values in self.data.items():
+        for key, values in (data or {}).items():
             array = np.asarray(values)
             if array.ndim == 0 or array.shape[0] != n:
                 raise ValueError(f"Detections.data[{key!r}] has shape {array.shape}, expected {n} rows")
             extras[key] = array
+        set_ = object.__setattr__  # frozen: fields are set once, here
+        set_(self, "xyxy", np.ascontiguousarray(boxes))
+        set_(self, "confidence", _column("confidence", confidence, np.float32, n, 1.0))
+        set_(self, "class_id", _column("class_id", class_id, np.int64, n, 0))
+        set_(self, "tracker_id", _column("tracker_id", tracker_id, np.int64, n, _NO_ID))
+        set_(self, "global_id", _column("global_id", global_id, np.int64, n, _NO_ID))
+        set_(self, "embedding", None if embedding is None else _normalised_embedding(embedding, n))
         set_(self, "data", extras)
-        if self.frame_index is not None and self.frame_index < 0:
-            raise ValueError(f"Detections.frame_index must be >= 0, got {self.frame_index}")
+        set_(self, "camera_id", camera_id)
+        set_(self, "frame_index", frame_index)
+        set_(self, "timestamp", timestamp)
 
     # construction -------------------------------------------------------------------------------
     @classmethod
@@ -124,7 +138,9 @@ class Detections:
             raise ValueError("cannot concatenate Detections with and without embeddings")
         keys = {frozenset(d.data) for d in items}
         if len(keys) > 1:
-            raise ValueError(f"cannot concatenate Detections with different data keys: {sorted(map(sorted, keys))}")
+            raise ValueError(
+                f"cannot concatenate Detections with different data keys: {sorted(map(sorted, keys))}"
+            )
 
         def agreed(name: str) -> Any:
             values = {getattr(d, name) for d in items}
@@ -188,7 +204,8 @@ class Detections:
     @property
     def center(self) -> NDArray[np.float32]:
         """Box centres ``(N, 2)``."""
-        return (self.xyxy[:, :2] + self.xyxy[:, 2:]) / 2
+        center: NDArray[np.float32] = (self.xyxy[:, :2] + self.xyxy[:, 2:]) * np.float32(0.5)
+        return center
 
     @property
     def foot(self) -> NDArray[np.float32]:
@@ -212,5 +229,8 @@ def _normalised_embedding(values: ArrayLike, n: int) -> NDArray[np.float32]:
         raise ValueError("Detections.embedding has non-finite values")
     norms = np.linalg.norm(embedding, axis=1, keepdims=True)
     if np.any(norms == 0):
-        raise ValueError(f"Detections.embedding rows {np.flatnonzero(norms[:, 0] == 0)[:10].tolist()} are all zero")
-    return np.ascontiguousarray(embedding / norms)
+        raise ValueError(
+            f"Detections.embedding rows {np.flatnonzero(norms[:, 0] == 0)[:10].tolist()} are all zero"
+        )
+    normalised: NDArray[np.float32] = np.ascontiguousarray(embedding / norms, dtype=np.float32)
+    return normalised

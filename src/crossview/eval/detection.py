@@ -28,14 +28,14 @@ looks up ``max_detections == 100`` literally (-1 if absent); here it uses the la
 The matching loop runs over detection ranks (at most ``max_detections[-1]`` steps), each
 step vectorised over every image, category, area range and IoU threshold at once.
 
->>> from crossview.io.formats.coco import CocoAnnotations, CocoCategory, CocoDetections, CocoGroundTruth, CocoImage
->>> truth = CocoGroundTruth(
-...     images=(CocoImage(1),),
-...     categories=(CocoCategory(1, "car"),),
-...     annotations=CocoAnnotations.from_columns([[0, 0, 50, 50]], image_id=[1], category_id=[1]),
+>>> from crossview.io.formats import coco
+>>> truth = coco.CocoGroundTruth(
+...     images=(coco.CocoImage(1),),
+...     categories=(coco.CocoCategory(1, "car"),),
+...     annotations=coco.CocoAnnotations.from_columns([[0, 0, 50, 50]], image_id=[1], category_id=[1]),
 ... )
->>> found = CocoDetections(image_id=[1], category_id=[1], bbox=[[0, 0, 50, 50]], score=[0.9])
->>> evaluate_coco(truth, found).stats.ap50
+>>> found = coco.CocoDetections(image_id=[1], category_id=[1], bbox=[[0, 0, 50, 50]], score=[0.9])
+>>> evaluate_coco(truth, found).to_dict()["AP50"]
 1.0
 """
 
@@ -48,7 +48,12 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from crossview.io.formats.coco import CocoDetections, CocoGroundTruth, read_coco_detections, read_coco_ground_truth
+from crossview.io.formats.coco import (
+    CocoDetections,
+    CocoGroundTruth,
+    read_coco_detections,
+    read_coco_ground_truth,
+)
 
 AreaRange = tuple[float, float]
 
@@ -93,11 +98,19 @@ class CocoEvalParams:
         set_ = object.__setattr__
         ious = tuple(float(value) for value in np.asarray(self.iou_thresholds, np.float64).reshape(-1))
         if not ious or not all(0.0 <= value <= 1.0 for value in ious):
-            raise ValueError(f"iou_thresholds must be a non-empty sequence in [0, 1], got {self.iou_thresholds}")
+            raise ValueError(
+                f"iou_thresholds must be a non-empty sequence in [0, 1], got {self.iou_thresholds}"
+            )
         set_(self, "iou_thresholds", ious)
         recalls = tuple(float(value) for value in np.asarray(self.recall_thresholds, np.float64).reshape(-1))
-        if not recalls or not all(0.0 <= value <= 1.0 for value in recalls) or list(recalls) != sorted(recalls):
-            raise ValueError(f"recall_thresholds must be ascending values in [0, 1], got {self.recall_thresholds}")
+        if (
+            not recalls
+            or not all(0.0 <= value <= 1.0 for value in recalls)
+            or list(recalls) != sorted(recalls)
+        ):
+            raise ValueError(
+                f"recall_thresholds must be ascending values in [0, 1], got {self.recall_thresholds}"
+            )
         set_(self, "recall_thresholds", recalls)
         limits = tuple(sorted(int(value) for value in self.max_detections))
         if len(limits) != 3 or limits[0] < 1:
@@ -105,7 +118,9 @@ class CocoEvalParams:
         set_(self, "max_detections", limits)
         ranges = tuple((float(low), float(high)) for low, high in self.area_ranges)
         if len(ranges) != len(AREA_NAMES) or any(low > high for low, high in ranges):
-            raise ValueError(f"area_ranges must be four (low, high) pairs for {AREA_NAMES}, got {self.area_ranges}")
+            raise ValueError(
+                f"area_ranges must be four (low, high) pairs for {AREA_NAMES}, got {self.area_ranges}"
+            )
         set_(self, "area_ranges", ranges)
         for name in ("image_ids", "category_ids"):
             ids = getattr(self, name)
@@ -212,7 +227,9 @@ def _check_references(ground_truth: CocoGroundTruth, detections: CocoDetections)
     ):
         unknown = np.unique(column[~np.isin(column, known)])
         if len(unknown):
-            raise ValueError(f"detections name {what} ids the ground truth does not have: {unknown[:10].tolist()}")
+            raise ValueError(
+                f"detections name {what} ids the ground truth does not have: {unknown[:10].tolist()}"
+            )
 
 
 # ------------------------------------------------------------------------------ preparation
@@ -239,7 +256,9 @@ class _Found:
     bbox: NDArray[np.float64]
 
 
-def _positions(ids: NDArray[np.int64], sorted_ids: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
+def _positions(
+    ids: NDArray[np.int64], sorted_ids: NDArray[np.int64]
+) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
     """Index of each id in ``sorted_ids`` and whether it is there at all."""
     if len(sorted_ids) == 0:
         return np.zeros(len(ids), np.int64), np.zeros(len(ids), np.bool_)
@@ -415,7 +434,10 @@ def _accumulate(
         # the fewest true positives whose recall reaches each recall point (tp / npig >= r,
         # computed as pycocotools does), so the search below runs on exact integers
         needed = np.stack(
-            [np.searchsorted(np.arange(n + 1, dtype=np.float64) / n, recall_points, side="left") for n in npig]
+            [
+                np.searchsorted(np.arange(n + 1, dtype=np.float64) / n, recall_points, side="left")
+                for n in npig
+            ]
         )  # (A', R)
         in_category = order[bounds[k] : bounds[k + 1]]
         for m, limit in enumerate(limits):
@@ -455,7 +477,9 @@ def _mean(values: NDArray[np.float64]) -> float:
     return float(np.mean(defined)) if defined.size else _UNDEFINED
 
 
-def _summarize(precision: NDArray[np.float64], recall: NDArray[np.float64], params: CocoEvalParams) -> CocoStats:
+def _summarize(
+    precision: NDArray[np.float64], recall: NDArray[np.float64], params: CocoEvalParams
+) -> CocoStats:
     """``COCOeval.summarize`` for bbox: the same slices, means over entries that are not -1."""
     thresholds = np.array(params.iou_thresholds)
     last = len(params.max_detections) - 1

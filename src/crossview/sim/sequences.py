@@ -25,7 +25,9 @@ class SequenceSpec(BaseModel):
     height: int = Field(default=720, gt=0)
     frame_rate: float = Field(default=25.0, gt=0)
     detection_rate: float = Field(default=0.85, ge=0, le=1, description="chance a visible object is reported")
-    switch_rate: float = Field(default=0.01, ge=0, le=1, description="chance per frame an object gets a new id")
+    switch_rate: float = Field(
+        default=0.01, ge=0, le=1, description="chance per frame an object gets a new id"
+    )
     false_positives_per_frame: float = Field(default=0.5, ge=0)
     box_noise: float = Field(default=0.05, ge=0, description="box jitter as a fraction of its size")
 
@@ -52,7 +54,9 @@ def generate_sequence(spec: SequenceSpec, *, seed: int, name: str = "SYN-01") ->
         size = np.array([height * 0.4, height])
         origin = rng.uniform([0, 0], [spec.width - size[0], spec.height - size[1]])
         velocity = rng.normal(0, 3, size=2) * [1.0, 0.3]
-        steps = np.cumsum(rng.normal(0, 0.7, size=(len(frames), 2)), axis=0) + np.outer(frames - start, velocity)
+        steps = np.cumsum(rng.normal(0, 0.7, size=(len(frames), 2)), axis=0) + np.outer(
+            frames - start, velocity
+        )
         xy = origin + steps
         inside = (xy[:, 0] > -size[0] / 2) & (xy[:, 0] < spec.width - size[0] / 2)
         inside &= (xy[:, 1] > -size[1] / 2) & (xy[:, 1] < spec.height - size[1] / 2)
@@ -86,8 +90,9 @@ def generate_sequence(spec: SequenceSpec, *, seed: int, name: str = "SYN-01") ->
     )
 
 
-def write_mot_sample(root: str | Path, *, sequences: int = 3, spec: SequenceSpec | None = None,
-                     seed: int = 0) -> list[GeneratedSequence]:
+def write_mot_sample(
+    root: str | Path, *, sequences: int = 3, spec: SequenceSpec | None = None, seed: int = 0
+) -> list[GeneratedSequence]:
     """Write ``root/gt/<seq>/{gt/gt.txt,seqinfo.ini}`` and ``root/pred/<seq>.txt``.
 
     The layout ``crossview eval mot --gt root/gt --pred root/pred`` reads.

@@ -37,11 +37,30 @@ class ClearResult:
 
     def summary(self) -> dict[str, float | int]:
         counts: dict[str, float | int] = {
-            "CLR_TP": self.tp, "CLR_FN": self.fn, "CLR_FP": self.fp, "IDSW": self.idsw, "MT": self.mt,
-            "PT": self.pt, "ML": self.ml, "Frag": self.frag, "CLR_Frames": self.frames,
+            "CLR_TP": self.tp,
+            "CLR_FN": self.fn,
+            "CLR_FP": self.fp,
+            "IDSW": self.idsw,
+            "MT": self.mt,
+            "PT": self.pt,
+            "ML": self.ml,
+            "Frag": self.frag,
+            "CLR_Frames": self.frames,
         }
-        names = ("MOTA", "MOTP", "MODA", "CLR_Re", "CLR_Pr", "MTR", "PTR", "MLR", "sMOTA", "CLR_F1",
-                 "FP_per_frame", "MOTAL")
+        names = (
+            "MOTA",
+            "MOTP",
+            "MODA",
+            "CLR_Re",
+            "CLR_Pr",
+            "MTR",
+            "PTR",
+            "MLR",
+            "sMOTA",
+            "CLR_F1",
+            "FP_per_frame",
+            "MOTAL",
+        )
         if self.degenerate:
             return {**dict.fromkeys(names, 0.0), "MLR": 1.0, **counts}
         tp, fn, fp, idsw = self.tp, self.fn, self.fp, self.idsw
@@ -70,8 +89,15 @@ class ClearResult:
             return int(sum(getattr(p, name) for p in parts))
 
         return cls(
-            tp=total("tp"), fn=total("fn"), fp=total("fp"), idsw=total("idsw"), mt=total("mt"),
-            pt=total("pt"), ml=total("ml"), frag=total("frag"), frames=total("frames"),
+            tp=total("tp"),
+            fn=total("fn"),
+            fp=total("fp"),
+            idsw=total("idsw"),
+            mt=total("mt"),
+            pt=total("pt"),
+            ml=total("ml"),
+            frag=total("frag"),
+            frames=total("frames"),
             motp_sum=float(sum(p.motp_sum for p in parts)),
         )
 
@@ -86,8 +112,19 @@ def clear(sequence: PreparedSequence, threshold: float = 0.5) -> ClearResult:
     """
     num_gt, num_pred = sequence.num_gt_dets, sequence.num_pred_dets
     if num_pred == 0 or num_gt == 0:
-        return ClearResult(tp=0, fn=num_gt, fp=num_pred, idsw=0, mt=0, pt=0, ml=sequence.num_gt_ids if num_pred == 0
-                           else 0, frag=0, frames=0, motp_sum=0.0, degenerate=True)
+        return ClearResult(
+            tp=0,
+            fn=num_gt,
+            fp=num_pred,
+            idsw=0,
+            mt=0,
+            pt=0,
+            ml=sequence.num_gt_ids if num_pred == 0 else 0,
+            frag=0,
+            frames=0,
+            motp_sum=0.0,
+            degenerate=True,
+        )
     grid = sequence.grid
     gt_id, pred_id = sequence.gt_id, sequence.pred_id
     similarity = grid.similarity
@@ -107,7 +144,9 @@ def clear(sequence: PreparedSequence, threshold: float = 0.5) -> ClearResult:
     previous_pred_of = np.full(sequence.num_gt_ids, -1, np.int64)
     for frame in np.flatnonzero(~forced & scored).tolist():
         before = int(previous_scored[frame])
-        rows_before = np.arange(grid.gt_offsets[before], grid.gt_offsets[before + 1]) if before >= 0 else np.arange(0)
+        rows_before = (
+            np.arange(grid.gt_offsets[before], grid.gt_offsets[before + 1]) if before >= 0 else np.arange(0)
+        )
         was = match_of_gt[rows_before]
         hit = was >= 0
         previous_pred_of[gt_id[rows_before][hit]] = pred_id[was[hit]]
@@ -137,10 +176,16 @@ def clear(sequence: PreparedSequence, threshold: float = 0.5) -> ClearResult:
     mt = int(np.count_nonzero(tracked_ratio > 0.8))
     pt = int(np.count_nonzero(tracked_ratio >= 0.2)) - mt
     return ClearResult(
-        tp=tp, fn=num_gt - tp, fp=num_pred - tp, idsw=_switches(match_gt, match_frame, match_pred),
-        mt=mt, pt=pt, ml=sequence.num_gt_ids - mt - pt,
+        tp=tp,
+        fn=num_gt - tp,
+        fp=num_pred - tp,
+        idsw=_switches(match_gt, match_frame, match_pred),
+        mt=mt,
+        pt=pt,
+        ml=sequence.num_gt_ids - mt - pt,
         frag=_fragmentations(match_gt, match_frame, scored, sequence.num_gt_ids),
-        frames=grid.num_frames, motp_sum=motp_sum,
+        frames=grid.num_frames,
+        motp_sum=motp_sum,
     )
 
 

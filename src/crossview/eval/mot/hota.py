@@ -54,8 +54,14 @@ class HotaResult:
     def summary(self) -> dict[str, float]:
         """Threshold-averaged scores plus the alpha = 0.05 figures, TrackEval's field names."""
         arrays = {
-            "HOTA": self.hota, "DetA": self.det_a, "AssA": self.ass_a, "DetRe": self.det_re,
-            "DetPr": self.det_pr, "AssRe": self.ass_re, "AssPr": self.ass_pr, "LocA": self.loc_a,
+            "HOTA": self.hota,
+            "DetA": self.det_a,
+            "AssA": self.ass_a,
+            "DetRe": self.det_re,
+            "DetPr": self.det_pr,
+            "AssRe": self.ass_re,
+            "AssPr": self.ass_pr,
+            "LocA": self.loc_a,
             "OWTA": self.owta,
         }
         out = {name: float(np.mean(values)) for name, values in arrays.items()}
@@ -70,8 +76,10 @@ class HotaResult:
         tp = np.sum([p.tp for p in parts], axis=0)
 
         def weighted(field: str) -> FloatArray:
-            total: FloatArray = np.sum([getattr(p, field) * p.tp for p in parts], axis=0)
-            return total / np.maximum(1.0, tp)
+            total: FloatArray = np.sum([getattr(p, field) * p.tp for p in parts], axis=0) / np.maximum(
+                1.0, tp
+            )
+            return total
 
         loc = np.sum([p.loc_a * p.tp for p in parts], axis=0)
         return cls(
@@ -95,8 +103,13 @@ def hota(sequence: PreparedSequence) -> HotaResult:
     zeros = np.zeros(size)
     if sequence.num_pred_dets == 0 or sequence.num_gt_dets == 0:
         return HotaResult(
-            tp=zeros, fn=np.full(size, float(sequence.num_gt_dets)), fp=np.full(size, float(sequence.num_pred_dets)),
-            ass_a=zeros, ass_re=zeros, ass_pr=zeros, loc_a=np.ones(size),
+            tp=zeros,
+            fn=np.full(size, float(sequence.num_gt_dets)),
+            fp=np.full(size, float(sequence.num_pred_dets)),
+            ass_a=zeros,
+            ass_re=zeros,
+            ass_pr=zeros,
+            loc_a=np.ones(size),
         )
     grid = sequence.grid
     similarity = grid.similarity

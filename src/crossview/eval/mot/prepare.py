@@ -45,8 +45,14 @@ class PairGrid:
     similarity: FloatArray
 
     @classmethod
-    def build(cls, gt_boxes: FloatArray, gt_frame: IntArray, pred_boxes: FloatArray, pred_frame: IntArray,
-              num_frames: int) -> PairGrid:
+    def build(
+        cls,
+        gt_boxes: FloatArray,
+        gt_frame: IntArray,
+        pred_boxes: FloatArray,
+        pred_frame: IntArray,
+        num_frames: int,
+    ) -> PairGrid:
         """``*_frame`` are 0-based and sorted ascending; boxes are ``(x, y, w, h)``."""
         pair_gt, pair_pred = overlapping_pairs(gt_frame, gt_boxes, pred_frame, pred_boxes)
         similarity = iou_xywh_pairs(gt_boxes[pair_gt], pred_boxes[pair_pred])
@@ -88,7 +94,9 @@ class PairGrid:
     def pair_index_block(self, frame: int) -> IntArray:
         """Frame ``frame``'s ``(n_gt, n_pred)`` matrix of pair indices, -1 where boxes do not overlap."""
         gt_start, pred_start = self.gt_offsets[frame], self.pred_offsets[frame]
-        dense = np.full((self.gt_offsets[frame + 1] - gt_start, self.pred_offsets[frame + 1] - pred_start), -1)
+        dense = np.full(
+            (self.gt_offsets[frame + 1] - gt_start, self.pred_offsets[frame + 1] - pred_start), -1
+        )
         pairs = self.frame_pairs(frame)
         dense[self.pair_gt[pairs] - gt_start, self.pair_pred[pairs] - pred_start] = np.arange(
             pairs.start, pairs.stop
@@ -151,8 +159,14 @@ class PreparedSequence:
         return self.pred_id[self.grid.pair_pred]
 
 
-def prepare_sequence(gt: MotTable, pred: MotTable, *, protocol: MotProtocol, num_frames: int | None = None,
-                     name: str = "sequence") -> PreparedSequence:
+def prepare_sequence(
+    gt: MotTable,
+    pred: MotTable,
+    *,
+    protocol: MotProtocol,
+    num_frames: int | None = None,
+    name: str = "sequence",
+) -> PreparedSequence:
     """Filter by the protocol, pair up boxes per frame and relabel ids.
 
     ``num_frames`` is the sequence length (``seqLength``); rows outside ``1..num_frames``
@@ -164,9 +178,7 @@ def prepare_sequence(gt: MotTable, pred: MotTable, *, protocol: MotProtocol, num
         outside = (table.frame < 1) | (table.frame > num_frames)
         if outside.any():
             frames = np.unique(table.frame[outside])
-            raise SequenceError(
-                f"{name}: {what} has frames outside 1..{num_frames}: {frames[:10].tolist()}"
-            )
+            raise SequenceError(f"{name}: {what} has frames outside 1..{num_frames}: {frames[:10].tolist()}")
         _check_unique_ids(table, what, name)
     gt_order = np.argsort(gt.frame, kind="stable")
     pred_order = np.argsort(pred.frame, kind="stable")
@@ -191,7 +203,9 @@ def prepare_sequence(gt: MotTable, pred: MotTable, *, protocol: MotProtocol, num
 
     gt_ids, gt_id = np.unique(gt.track_id[keep_gt], return_inverse=True)
     pred_ids, pred_id = np.unique(pred.track_id[keep_pred], return_inverse=True)
-    return PreparedSequence(name, grid, gt_id.astype(np.int64), pred_id.astype(np.int64), len(gt_ids), len(pred_ids))
+    return PreparedSequence(
+        name, grid, gt_id.astype(np.int64), pred_id.astype(np.int64), len(gt_ids), len(pred_ids)
+    )
 
 
 def _check_unique_ids(table: MotTable, what: str, name: str) -> None:

@@ -32,7 +32,9 @@ class MotProtocol(BaseModel):
         default=MOT17_DISTRACTORS, description="ground-truth classes whose matched predictions are removed"
     )
     ignore_zero_marked: bool = Field(default=True, description="drop ground truth with flag 0 (column 7)")
-    match_threshold: float = Field(default=0.5, gt=0, le=1, description="IoU needed for a CLEAR/Identity match")
+    match_threshold: float = Field(
+        default=0.5, gt=0, le=1, description="IoU needed for a CLEAR/Identity match"
+    )
 
     @classmethod
     def mot17(cls) -> MotProtocol:

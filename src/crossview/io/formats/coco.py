@@ -38,9 +38,9 @@ def _int_column(name: str, owner: str, values: ArrayLike | None, n: int, fill: i
         array = array.reshape(0)
     if array.ndim != 1 or array.shape[0] != n:
         raise ValueError(f"{owner}.{name} must have shape ({n},), got {array.shape}")
-    if array.size and not np.issubdtype(array.dtype, np.integer):
-        if not np.all(np.isfinite(array)) or np.any(array != np.round(array)):
-            raise ValueError(f"{owner}.{name} must hold whole numbers, got {array.dtype} with fractions")
+    fractional = array.size > 0 and not np.issubdtype(array.dtype, np.integer)
+    if fractional and (not np.all(np.isfinite(array)) or np.any(array != np.round(array))):
+        raise ValueError(f"{owner}.{name} must hold whole numbers, got {array.dtype} with fractions")
     return np.ascontiguousarray(array, dtype=np.int64)
 
 
@@ -51,7 +51,9 @@ def _float_column(name: str, owner: str, values: ArrayLike, n: int) -> NDArray[n
     if array.ndim != 1 or array.shape[0] != n:
         raise ValueError(f"{owner}.{name} must have shape ({n},), got {array.shape}")
     if not np.all(np.isfinite(array)):
-        raise ValueError(f"{owner}.{name} has non-finite values in rows {np.flatnonzero(~np.isfinite(array))[:10]}")
+        raise ValueError(
+            f"{owner}.{name} has non-finite values in rows {np.flatnonzero(~np.isfinite(array))[:10]}"
+        )
     return np.ascontiguousarray(array)
 
 
@@ -140,7 +142,7 @@ class CocoAnnotations:
         *,
         image_id: ArrayLike,
         category_id: ArrayLike,
-        id: ArrayLike | None = None,  # noqa: A002 - the COCO field name
+        id: ArrayLike | None = None,  # the COCO field name
         area: ArrayLike | None = None,
         iscrowd: ArrayLike | None = None,
         ignore: ArrayLike | None = None,
@@ -160,7 +162,9 @@ class CocoAnnotations:
 
     @classmethod
     def empty(cls) -> Self:
-        return cls.from_columns(np.zeros((0, 4)), image_id=np.zeros(0, np.int64), category_id=np.zeros(0, np.int64))
+        return cls.from_columns(
+            np.zeros((0, 4)), image_id=np.zeros(0, np.int64), category_id=np.zeros(0, np.int64)
+        )
 
     def __len__(self) -> int:
         return int(self.bbox.shape[0])
@@ -200,14 +204,15 @@ class CocoGroundTruth:
             duplicated = _first_duplicate(ids)
             if duplicated is not None:
                 raise ValueError(f"CocoGroundTruth: duplicate {name} id {int(ids[duplicated[1]])}")
-        unknown = ~np.isin(self.annotations.image_id, self.image_ids)
-        if unknown.any():
-            raise ValueError(f"CocoGroundTruth: annotations name unknown image ids {_few(self.annotations.image_id[unknown])}")
-        unknown = ~np.isin(self.annotations.category_id, self.category_ids)
-        if unknown.any():
-            raise ValueError(
-                f"CocoGroundTruth: annotations name unknown category ids {_few(self.annotations.category_id[unknown])}"
-            )
+        for name, column, known in (
+            ("image", self.annotations.image_id, self.image_ids),
+            ("category", self.annotations.category_id, self.category_ids),
+        ):
+            unknown = ~np.isin(column, known)
+            if unknown.any():
+                raise ValueError(
+                    f"CocoGroundTruth: annotations name unknown {name} ids {_few(column[unknown])}"
+                )
 
     @property
     def image_ids(self) -> NDArray[np.int64]:
@@ -228,9 +233,10 @@ class CocoGroundTruth:
 class CocoDetections:
     """Detection results, one row per box, columnar and in file order.
 
-    >>> results = CocoDetections(image_id=[1, 1], category_id=[3, 3], bbox=[[0, 0, 5, 5], [1, 1, 4, 4]], score=[0.9, 0.4])
-    >>> len(results), results.bbox.dtype
-    (2, dtype('float64'))
+    >>> boxes = [[0, 0, 5, 5], [1, 1, 4, 4]]
+    >>> results = CocoDetections(image_id=[1, 1], category_id=[3, 3], bbox=boxes, score=[0.9, 0.4])
+    >>> len(results), results.area.tolist()
+    (2, [25.0, 16.0])
     """
 
     image_id: NDArray[np.int64]
@@ -365,7 +371,11 @@ class _Section:
         """Finite numbers; ``None`` where an optional key is absent."""
         values = self.values(key, required=required)
         bad = next(
-            (i for i, value in enumerate(values) if not (value is None and not required) and not _is_finite(value)),
+            (
+                i
+                for i, value in enumerate(values)
+                if not (value is None and not required) and not _is_finite(value)
+            ),
             None,
         )
         if bad is not None:
@@ -375,7 +385,11 @@ class _Section:
     def flags(self, key: str) -> NDArray[np.bool_]:
         values = self.values(key, required=False)
         bad = next(
-            (i for i, value in enumerate(values) if value is not None and (not _is_flag(value) or value not in (0, 1))),
+            (
+                i
+                for i, value in enumerate(values)
+                if value is not None and (not _is_flag(value) or value not in (0, 1))
+            ),
             None,
         )
         if bad is not None:
@@ -384,7 +398,9 @@ class _Section:
 
     def strings(self, key: str) -> list[str]:
         values = self.values(key, required=False)
-        bad = next((i for i, value in enumerate(values) if value is not None and not isinstance(value, str)), None)
+        bad = next(
+            (i for i, value in enumerate(values) if value is not None and not isinstance(value, str)), None
+        )
         if bad is not None:
             raise self.fail(bad, f"{key} must be a string, got {values[bad]!r}")
         return [value or "" for value in values]
@@ -453,7 +469,9 @@ def read_coco_ground_truth(path: str | Path) -> CocoGroundTruth:
         )
     missing = [key for key in ("images", "annotations", "categories") if key not in data]
     if missing:
-        raise FormatError(path, f"missing key{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))}")
+        raise FormatError(
+            path, f"missing key{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))}"
+        )
 
     images = _Section(path, "images", data["images"])
     image_ids = images.integers("id")
@@ -477,7 +495,9 @@ def read_coco_ground_truth(path: str | Path) -> CocoGroundTruth:
     annotations.known(annotation_categories, category_ids, "category_id", "a category in categories")
     boxes = annotations.boxes()
     given_area = annotations.numbers("area", required=False)
-    area = np.array([np.nan if value is None else value for value in given_area], np.float64).reshape(len(boxes))
+    area = np.array([np.nan if value is None else value for value in given_area], np.float64).reshape(
+        len(boxes)
+    )
     area = np.where(np.isnan(area), boxes[:, 2] * boxes[:, 3], area)
     negative = np.flatnonzero(area < 0)
     if len(negative):
@@ -515,7 +535,11 @@ def read_coco_detections(path: str | Path, ground_truth: CocoGroundTruth | None 
     path = Path(path)
     data = _load_json(path)
     if not isinstance(data, list):
-        hint = " (this looks like a ground-truth file)" if isinstance(data, dict) and "annotations" in data else ""
+        hint = (
+            " (this looks like a ground-truth file)"
+            if isinstance(data, dict) and "annotations" in data
+            else ""
+        )
         raise FormatError(path, f"expected a list of results, got {_kind(data)}{hint}")
     results = _Section(path, "results", data)
     image_ids = results.integers("image_id")
@@ -524,7 +548,9 @@ def read_coco_detections(path: str | Path, ground_truth: CocoGroundTruth | None 
     scores = np.array(results.numbers("score"), dtype=np.float64).reshape(len(results))
     if ground_truth is not None:
         results.known(image_ids, ground_truth.image_ids, "image_id", "an image in the ground truth")
-        results.known(category_ids, ground_truth.category_ids, "category_id", "a category in the ground truth")
+        results.known(
+            category_ids, ground_truth.category_ids, "category_id", "a category in the ground truth"
+        )
     return CocoDetections(image_id=image_ids, category_id=category_ids, bbox=boxes, score=scores)
 
 
@@ -620,7 +646,11 @@ def coco_to_detections(
 
 
 def annotations_to_detections(
-    ground_truth: CocoGroundTruth, image_id: int, *, camera_id: str | None = None, frame_index: int | None = None
+    ground_truth: CocoGroundTruth,
+    image_id: int,
+    *,
+    camera_id: str | None = None,
+    frame_index: int | None = None,
 ) -> Detections:
     """The ground-truth boxes of one image as ``Detections`` with confidence 1.
 
@@ -661,10 +691,15 @@ def ground_truth_from_detections(
         image_id=np.concatenate([np.zeros(0, np.int64)] + [np.full(len(d), i, np.int64) for i, d in items]),
         category_id=np.concatenate([np.zeros(0, np.int64)] + [d.class_id for _, d in items]),
         area=np.concatenate(
-            [np.zeros(0)] + [column(d, "area", box[:, 2] * box[:, 3]) for (_, d), box in zip(items, boxes, strict=True)]
+            [np.zeros(0)]
+            + [column(d, "area", box[:, 2] * box[:, 3]) for (_, d), box in zip(items, boxes, strict=True)]
         ),
-        iscrowd=np.concatenate([np.zeros(0)] + [column(d, "iscrowd", z) for (_, d), z in zip(items, zeros, strict=True)]),
-        ignore=np.concatenate([np.zeros(0)] + [column(d, "ignore", z) for (_, d), z in zip(items, zeros, strict=True)]),
+        iscrowd=np.concatenate(
+            [np.zeros(0)] + [column(d, "iscrowd", z) for (_, d), z in zip(items, zeros, strict=True)]
+        ),
+        ignore=np.concatenate(
+            [np.zeros(0)] + [column(d, "ignore", z) for (_, d), z in zip(items, zeros, strict=True)]
+        ),
     )
     if images is None:
         images = [CocoImage(int(image_id)) for image_id, _ in items]

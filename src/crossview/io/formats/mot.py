@@ -69,7 +69,9 @@ class MotTable:
         return int(self.frame.shape[0])
 
     def __getitem__(self, rows: NDArray[np.bool_] | NDArray[np.int64] | slice) -> MotTable:
-        return MotTable(self.frame[rows], self.track_id[rows], self.xywh[rows], self.score[rows], self.extra[rows])
+        return MotTable(
+            self.frame[rows], self.track_id[rows], self.xywh[rows], self.score[rows], self.extra[rows]
+        )
 
     @property
     def class_id(self) -> NDArray[np.int64]:
@@ -87,7 +89,9 @@ class MotTable:
 
     def to_array(self) -> NDArray[np.float64]:
         """The ``(N, 7 + E)`` array of the file's columns."""
-        return np.column_stack([self.frame, self.track_id, self.xywh, self.score, self.extra]).astype(np.float64)
+        return np.column_stack([self.frame, self.track_id, self.xywh, self.score, self.extra]).astype(
+            np.float64
+        )
 
     def frames(self) -> Iterator[tuple[int, MotTable]]:
         """``(frame, rows)`` for each frame present, ascending, rows in file order."""
@@ -145,7 +149,9 @@ def _raise_first_bad_line(lines: list[str], delimiter: str | None, path: Path) -
         if len(fields) < MIN_COLUMNS:
             raise FormatError(path, f"expected at least {MIN_COLUMNS} columns, found {len(fields)}", number)
         if expected is not None and len(fields) != expected:
-            raise FormatError(path, f"expected {expected} columns like the lines before, found {len(fields)}", number)
+            raise FormatError(
+                path, f"expected {expected} columns like the lines before, found {len(fields)}", number
+            )
         expected = len(fields)
         for column, value in enumerate(fields, start=1):
             try:

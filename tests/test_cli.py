@@ -1,0 +1,71 @@
+"""The command line as a user runs it: real subprocesses, real files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def crossview(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "crossview.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_sample_then_eval_mot_writes_json(tmp_path: Path) -> None:
+    made = crossview("sample", "mot", str(tmp_path), "--sequences", "2")
+    assert made.returncode == 0, made.stderr
+    out = tmp_path / "scores.json"
+    run = crossview(
+        "eval", "mot", "--gt", str(tmp_path / "gt"), "--pred", str(tmp_path / "pred"), "--json", str(out)
+    )
+    assert run.returncode == 0, run.stderr
+    assert "COMBINED" in run.stdout
+    scores = json.loads(out.read_text())
+    assert set(scores["sequences"]) == {"SYN-01", "SYN-02"}
+    combined = scores["combined"]
+    for field in ("HOTA", "DetA", "AssA", "MOTA", "IDF1"):
+        assert 0 < combined[field] < 1
+    for field in ("IDSW", "CLR_FP", "CLR_FN", "IDTP"):
+        assert isinstance(combined[field], int)
+    assert combined["CLR_TP"] == sum(s["CLR_TP"] for s in scores["sequences"].values())
+
+
+def test_eval_mot_reports_missing_sequence_by_name(tmp_path: Path) -> None:
+    crossview("sample", "mot", str(tmp_path), "--sequences", "2")
+    (tmp_path / "pred" / "SYN-02.txt").unlink()
+    run = crossview("eval", "mot", "--gt", str(tmp_path / "gt"), "--pred", str(tmp_path / "pred"))
+    assert run.returncode == 2
+    assert "SYN-02" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_eval_mot_on_shared_mpntrack(tmp_path: Path) -> None:
+    from tests.conftest import shared_path
+
+    root = shared_path("data", "mot17")
+    out = tmp_path / "mpn.json"
+    run = crossview(
+        "eval",
+        "mot",
+        "--gt",
+        str(root),
+        "--pred",
+        str(root / "mpntrack"),
+        "--pred-name",
+        "{seq}-FRCNN",
+        "--json",
+        str(out),
+    )
+    assert run.returncode == 0, run.stderr
+    combined = json.loads(out.read_text())["combined"]
+    assert combined["HOTA"] == pytest.approx(0.610147, abs=1e-6)
+    assert combined["MOTA"] == pytest.approx(0.605869, abs=1e-6)
+    assert combined["IDF1"] == pytest.approx(0.697439, abs=1e-6)
