@@ -27,7 +27,8 @@ def _column(
         raise ValueError(f"Detections.{name} must have shape (N,), got {array.shape}")
     if array.shape[0] != n:
         raise ValueError(f"Detections.{name} has {array.shape[0]} rows, expected {n} (rows of xyxy)")
-    needs_whole = np.issubdtype(dtype, np.integer) and array.size and not np.issubdtype(array.dtype, np.integer)
+    fractional_input = array.size > 0 and not np.issubdtype(array.dtype, np.integer)
+    needs_whole = np.issubdtype(dtype, np.integer) and fractional_input
     if needs_whole and (not np.all(np.isfinite(array)) or np.any(array != np.round(array))):
         raise ValueError(f"Detections.{name} must hold whole numbers, got {array.dtype} with fractions")
     return np.ascontiguousarray(array, dtype=dtype)

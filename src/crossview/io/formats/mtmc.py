@@ -15,7 +15,7 @@ ground-plane position, ``-1 -1`` when not known.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
@@ -31,6 +31,9 @@ UNKNOWN_WORLD = -1.0  # the file's marker for "no ground-plane position"
 PEDESTRIAN_CLASS = 1  # MOTChallenge class written into per-camera tables (see ``for_camera``)
 
 CameraKey = str | int
+# Mapping is invariant in its key type, so "str or int keys" is spelt as a union of mappings.
+CameraTables = Mapping[str, MotTable] | Mapping[int, MotTable]
+CameraArrays = Mapping[str, ArrayLike] | Mapping[int, ArrayLike]
 
 
 def camera_name(camera: CameraKey) -> str:
@@ -49,6 +52,16 @@ def camera_name(camera: CameraKey) -> str:
 def _natural_key(name: str) -> tuple[tuple[int, int | str], ...]:
     """Sort key that orders ``c2`` before ``c10`` and numbers before words."""
     return tuple((0, int(part)) if part.isdigit() else (1, part) for part in re.findall(r"\d+|\D+", name))
+
+
+def _all_columns(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
+    """Rows of a 2-D mask that are true in every column."""
+    return np.asarray(mask.all(axis=1), dtype=np.bool_)
+
+
+def sorted_cameras(cameras: Iterable[CameraKey]) -> tuple[str, ...]:
+    """Canonical camera names, unique and in natural order (``c2`` before ``c10``)."""
+    return tuple(sorted({camera_name(camera) for camera in cameras}, key=_natural_key))
 
 
 @dataclass(frozen=True, eq=False, slots=True)
@@ -97,10 +110,10 @@ class MtmcTable:
         if len(cameras) != array.shape[0]:
             raise ValueError(f"{len(cameras)} camera tokens for {array.shape[0]} rows")
         names = [camera_name(camera) for camera in cameras]
-        unique = sorted(set(names), key=_natural_key)
+        unique = sorted_cameras(names)
         index = {name: i for i, name in enumerate(unique)}
         world = array[:, 6:8].copy()
-        world[(world == UNKNOWN_WORLD).all(axis=1)] = np.nan
+        world[_all_columns(world == UNKNOWN_WORLD)] = np.nan
         return cls(
             camera=np.fromiter((index[name] for name in names), np.int64, count=len(names)),
             camera_names=tuple(unique),
@@ -113,10 +126,9 @@ class MtmcTable:
     @classmethod
     def empty(cls, cameras: Sequence[CameraKey] = ()) -> Self:
         """No rows; ``cameras`` are still named (a camera that saw nothing)."""
-        names = sorted({camera_name(camera) for camera in cameras}, key=_natural_key)
         return cls(
             camera=np.zeros(0, np.int64),
-            camera_names=tuple(names),
+            camera_names=sorted_cameras(cameras),
             obj_id=np.zeros(0, np.int64),
             frame=np.zeros(0, np.int64),
             xywh=np.zeros((0, 4)),
@@ -126,8 +138,8 @@ class MtmcTable:
     @classmethod
     def from_mot_tables(
         cls,
-        tables: Mapping[CameraKey, MotTable],
-        world_xy: Mapping[CameraKey, ArrayLike] | None = None,
+        tables: CameraTables,
+        world_xy: CameraArrays | None = None,
     ) -> Self:
         """Join per-camera tables whose ``track_id`` already is the global id.
 
@@ -139,29 +151,31 @@ class MtmcTable:
         >>> MtmcTable.from_mot_tables({"c2": rows, "c10": rows}).cameras()
         ('c2', 'c10')
         """
-        names = {camera_name(key): key for key in tables}
-        if len(names) != len(tables):
+        by_name: dict[str, MotTable] = {camera_name(key): table for key, table in tables.items()}
+        if len(by_name) != len(tables):
             raise ValueError(f"camera keys name the same camera twice: {list(tables)}")
-        ordered = sorted(names, key=_natural_key)
-        world_by_name = {camera_name(key): value for key, value in (world_xy or {}).items()}
-        unknown = set(world_by_name) - set(names)
+        ordered = sorted_cameras(by_name)
+        world_by_name: dict[str, ArrayLike] = {
+            camera_name(key): value for key, value in (world_xy or {}).items()
+        }
+        unknown = set(world_by_name) - set(by_name)
         if unknown:
             raise ValueError(f"world_xy given for cameras with no table: {sorted(unknown)}")
         parts_world = []
         for name in ordered:
-            table = tables[names[name]]
+            table = by_name[name]
             if name in world_by_name:
                 world = np.asarray(world_by_name[name], dtype=np.float64).reshape(-1, 2).copy()
                 if world.shape[0] != len(table):
                     raise ValueError(
                         f"world_xy for camera {name} has {world.shape[0]} rows, table has {len(table)}"
                     )
-                world[(world == UNKNOWN_WORLD).all(axis=1)] = np.nan
+                world[_all_columns(world == UNKNOWN_WORLD)] = np.nan
             else:
                 world = np.full((len(table), 2), np.nan)
             parts_world.append(world)
-        counts = [len(tables[names[name]]) for name in ordered]
-        parts = [tables[names[name]] for name in ordered]
+        parts = [by_name[name] for name in ordered]
+        counts = [len(table) for table in parts]
         return cls(
             camera=np.repeat(np.arange(len(ordered), dtype=np.int64), counts),
             camera_names=tuple(ordered),
@@ -230,8 +244,7 @@ class MtmcTable:
     @property
     def world_known(self) -> NDArray[np.bool_]:
         """Rows with a ground-plane position."""
-        known: NDArray[np.bool_] = np.isfinite(self.world_xy).all(axis=1)
-        return known
+        return _all_columns(np.isfinite(self.world_xy))
 
     def world_for_camera(self, camera: CameraKey) -> NDArray[np.float64]:
         """``camera``'s ground-plane positions ``(N, 2)``, row-aligned with ``for_camera(camera)``."""
@@ -296,7 +309,7 @@ def _raise_non_number(values: list[list[str]], numbers: list[int], path: Path) -
 
 
 def _validate(array: NDArray[np.float64], numbers: list[int], path: Path) -> None:
-    finite = np.isfinite(array).all(axis=1)
+    finite = _all_columns(np.isfinite(array))
     whole = (array[:, 0] == np.round(array[:, 0])) & (array[:, 1] == np.round(array[:, 1]))
     bad = ~finite | ~whole | (array[:, 1] < 1)
     if not bad.any():

@@ -148,9 +148,10 @@ def _raise_non_number(values: list[list[str]], numbers: list[int], path: Path) -
 
 
 def _validate(array: NDArray[np.float64], numbers: list[int], path: Path) -> None:
-    finite = np.isfinite(array).all(axis=1)
-    whole = (array[:, [0, 5]] == np.round(array[:, [0, 5]])).all(axis=1) & (array[:, 5] >= 0)
-    flags = np.isin(array[:, 6:9], (0.0, 1.0)).all(axis=1)
+    finite = np.asarray(np.isfinite(array).all(axis=1), dtype=np.bool_)
+    whole = np.asarray((array[:, [0, 5]] == np.round(array[:, [0, 5]])).all(axis=1), dtype=np.bool_)
+    whole &= array[:, 5] >= 0
+    flags = np.asarray(np.isin(array[:, 6:9], (0.0, 1.0)).all(axis=1), dtype=np.bool_)
     ordered = (array[:, 3] >= array[:, 1]) & (array[:, 4] >= array[:, 2])
     bad = ~(finite & whole & flags & ordered)
     if not bad.any():
@@ -213,9 +214,7 @@ def read_vatic_views(
 
     The camera name is the file stem without ``view-`` (``view-HC3.txt`` → ``HC3``). Frames
     become 1-based; ``keep_lost`` and ``labels`` as in ``vatic_to_mot``. World positions are
-    unknown (``NaN``).
-
-    >>> # table = read_vatic_views("ucla-campus-auditorium"); table.cameras() == ("HC3", "HC4", "IP2", "IP5")
+    unknown (``NaN``). For the UCLA auditorium scene the cameras are ``HC3, HC4, IP2, IP5``.
     """
     root = Path(folder)
     files = sorted(root.glob(pattern))
