@@ -125,8 +125,8 @@ def main() -> None:
     print(f"| TrackEval 1.3.0 | {reference_s:.2f} | {', '.join(f'{t:.2f}' for t in reference_times)} |")
     print()
     print(
-        f"speed-up: **{reference_s / ours_s:.1f}x**; combined HOTA {ours['HOTA']:.6f}, MOTA {ours['MOTA']:.6f}, "
-        f"IDF1 {ours['IDF1']:.6f} (equal to TrackEval's to 1e-9)"
+        f"speed-up: **{reference_s / ours_s:.1f}x**; combined HOTA {ours['HOTA']:.6f}, "
+        f"MOTA {ours['MOTA']:.6f}, IDF1 {ours['IDF1']:.6f} (equal to TrackEval's to 1e-9)"
     )
 
 
