@@ -69,3 +69,23 @@ def test_eval_mot_on_shared_mpntrack(tmp_path: Path) -> None:
     assert combined["HOTA"] == pytest.approx(0.610147, abs=1e-6)
     assert combined["MOTA"] == pytest.approx(0.605869, abs=1e-6)
     assert combined["IDF1"] == pytest.approx(0.697439, abs=1e-6)
+
+
+def test_eval_mtmc_scores_global_identities(tmp_path: Path) -> None:
+    gt = tmp_path / "gt.txt"
+    pred = tmp_path / "pred.txt"
+    # One person seen by two cameras; the prediction gives it a different global id in camera 2.
+    rows = [f"{cam} 5 {f} 10 10 20 40 {f * 0.1} 0" for cam in (1, 2) for f in range(1, 11)]
+    gt.write_text("\n".join(rows) + "\n")
+    pred.write_text("\n".join(r if r.startswith("1 ") else r.replace(" 5 ", " 9 ", 1) for r in rows) + "\n")
+    out = tmp_path / "m.json"
+    run = crossview("eval", "mtmc", "--gt", str(gt), "--pred", str(pred), "--json", str(out))
+    assert run.returncode == 0, run.stderr
+    scores = json.loads(out.read_text())
+    assert scores["mtmc_idf1"] == pytest.approx(0.5)
+    assert scores["per_camera"]["2"]["IDF1"] == 1.0
+    assert scores["loc_median"] == pytest.approx(0.0)
+    bad = tmp_path / "bad.txt"
+    bad.write_text("1 5 1 10 10 20\n")
+    run = crossview("eval", "mtmc", "--gt", str(bad), "--pred", str(pred))
+    assert run.returncode == 2 and "bad.txt:1" in run.stderr
