@@ -134,8 +134,8 @@ def eval_mtmc(
     ] = None,
 ) -> None:
     """Multi-camera IDF1/HOTA with one global identity matching, per camera, and localisation error."""
-    from crossview.eval.mtmc import UnexpectedCameraError, evaluate_mtmc, localisation_error
     from crossview.eval.mot import SequenceError
+    from crossview.eval.mtmc import UnexpectedCameraError, evaluate_mtmc, localisation_error
     from crossview.io.formats import FormatError
     from crossview.io.formats.mtmc import read_mtmc
 
