@@ -89,3 +89,42 @@ def test_eval_mtmc_scores_global_identities(tmp_path: Path) -> None:
     bad.write_text("1 5 1 10 10 20\n")
     run = crossview("eval", "mtmc", "--gt", str(bad), "--pred", str(pred))
     assert run.returncode == 2 and "bad.txt:1" in run.stderr
+
+
+def test_eval_coco_prints_and_writes_json(tmp_path: Path) -> None:
+    gt = {
+        "images": [{"id": 1, "width": 100, "height": 100}, {"id": 2, "width": 100, "height": 100}],
+        "categories": [{"id": 1, "name": "person"}, {"id": 3, "name": "car"}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 40, 60], "area": 2400, "iscrowd": 0},
+            {"id": 2, "image_id": 2, "category_id": 3, "bbox": [0, 0, 50, 50], "area": 2500, "iscrowd": 0},
+        ],
+    }
+    # The person is found exactly; the car is missed and a false car appears in image 1.
+    pred = [
+        {"image_id": 1, "category_id": 1, "bbox": [10, 10, 40, 60], "score": 0.9},
+        {"image_id": 1, "category_id": 3, "bbox": [60, 60, 30, 30], "score": 0.8},
+    ]
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "pred.json").write_text(json.dumps(pred))
+    out = tmp_path / "coco.json"
+    run = crossview(
+        "eval",
+        "coco",
+        "--gt",
+        str(tmp_path / "gt.json"),
+        "--pred",
+        str(tmp_path / "pred.json"),
+        "--json",
+        str(out),
+    )
+    assert run.returncode == 0, run.stderr
+    assert "person" in run.stdout and "car" in run.stdout
+    figures = json.loads(out.read_text())
+    assert figures["per_class"] == {"1": pytest.approx(1.0), "3": pytest.approx(0.0)}
+    assert figures["AP"] == pytest.approx(0.5)
+    (tmp_path / "broken.json").write_text("[{")
+    run = crossview(
+        "eval", "coco", "--gt", str(tmp_path / "gt.json"), "--pred", str(tmp_path / "broken.json")
+    )
+    assert run.returncode == 2 and "broken.json" in run.stderr and "Traceback" not in run.stderr

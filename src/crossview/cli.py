@@ -123,6 +123,44 @@ def eval_mot(
         _write_json(json_path, evaluation.to_dict())
 
 
+@eval_app.command("coco")
+def eval_coco(
+    gt: Annotated[Path, typer.Option(help="COCO ground truth JSON (images, annotations, categories)")],
+    pred: Annotated[
+        Path, typer.Option(help="COCO results JSON: a list of {image_id, category_id, bbox, score}")
+    ],
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Write every figure to this JSON file")
+    ] = None,
+) -> None:
+    """COCO box AP@[.5:.95], AP50, AP75, APs/m/l, AR@1/10/100 and per-class AP, equal to pycocotools."""
+    from crossview.eval.detection import evaluate_coco_files
+    from crossview.io.formats import FormatError
+
+    try:
+        result = evaluate_coco_files(gt, pred)
+    except (FormatError, FileNotFoundError) as error:
+        raise _fail(str(error)) from None
+    figures = result.to_dict()
+    table = Table(title="COCO box evaluation (in %; -1 where undefined)")
+    for name in figures:
+        table.add_column(name, justify="right")
+    table.add_row(*(f"{100 * value:.2f}" if value >= 0 else "-1" for value in figures.values()))
+    console.print(table)
+    per_class = Table(title="AP per class")
+    per_class.add_column("id", justify="right")
+    per_class.add_column("class")
+    per_class.add_column("AP", justify="right")
+    for category in result.category_ids:
+        value = result.per_class[category]
+        label = result.category_names.get(category, "")
+        per_class.add_row(str(category), label, f"{100 * value:.2f}" if value >= 0 else "-1")
+    console.print(per_class)
+    if json_path is not None:
+        payload = {**figures, "per_class": {str(k): v for k, v in result.per_class.items()}}
+        _write_json(json_path, payload)
+
+
 @eval_app.command("mtmc")
 def eval_mtmc(
     gt: Annotated[

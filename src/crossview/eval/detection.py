@@ -35,7 +35,7 @@ step vectorised over every image, category, area range and IoU threshold at once
 ...     annotations=coco.CocoAnnotations.from_columns([[0, 0, 50, 50]], image_id=[1], category_id=[1]),
 ... )
 >>> found = coco.CocoDetections(image_id=[1], category_id=[1], bbox=[[0, 0, 50, 50]], score=[0.9])
->>> evaluate_coco(truth, found).to_dict()["AP50"]
+>>> round(evaluate_coco(truth, found).to_dict()["AP50"], 6)  # tp / (tp + fp + eps), as pycocotools
 1.0
 """
 
@@ -340,6 +340,39 @@ def _box_iou(
     return iou
 
 
+_CHUNK_PAIRS = 1 << 22  # (detection, ground truth) pairs per block, bounding memory in crowded scenes
+
+
+def _edges(
+    truth: _Truth, found: _Found, lowest: float
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]:
+    """Pairs of the same image and category with IoU >= ``lowest``: detection, ground truth, IoU."""
+    start = np.searchsorted(truth.group, found.group, side="left")
+    pairs_per = np.searchsorted(truth.group, found.group, side="right") - start
+    ends = np.cumsum(pairs_per)
+    parts: list[tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]] = []
+    first = 0
+    while first < len(pairs_per):
+        last = max(
+            int(np.searchsorted(ends, ends[first] - pairs_per[first] + _CHUNK_PAIRS, side="right")), first + 1
+        )
+        counts = pairs_per[first:last]
+        pair_found = np.repeat(np.arange(first, last), counts)
+        offset = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+        pair_truth = np.repeat(start[first:last], counts) + offset
+        iou = _box_iou(found.bbox[pair_found], truth.bbox[pair_truth], truth.crowd[pair_truth])
+        keep = iou >= lowest
+        parts.append((pair_found[keep], pair_truth[keep], iou[keep]))
+        first = last
+    if not parts:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+    return (
+        np.concatenate([part[0] for part in parts]).astype(np.int64),
+        np.concatenate([part[1] for part in parts]).astype(np.int64),
+        np.concatenate([part[2] for part in parts]),
+    )
+
+
 def _match(
     truth: _Truth, found: _Found, thresholds: NDArray[np.float64], ranges: NDArray[np.float64]
 ) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
@@ -352,21 +385,12 @@ def _match(
     matched = np.zeros((areas, count, n_found), np.bool_)
     match_ignored = np.zeros((areas, count, n_found), np.bool_)
 
-    # every (detection, ground truth) pair of the same image and category
-    start = np.searchsorted(truth.group, found.group, side="left")
-    pairs_per = np.searchsorted(truth.group, found.group, side="right") - start
-    total = int(pairs_per.sum())
-    pair_found = np.repeat(np.arange(n_found), pairs_per)
-    offset = np.arange(total) - np.repeat(np.cumsum(pairs_per) - pairs_per, pairs_per)
-    pair_truth = np.repeat(start, pairs_per) + offset
-    iou = _box_iou(found.bbox[pair_found], truth.bbox[pair_truth], truth.crowd[pair_truth])
-
     # an edge is a pair that can match at some threshold; per detection, ordered so the last
     # valid edge of the highest tier is pycocotools' choice (higher IoU, then later ground truth)
-    edge = np.flatnonzero(iou >= thresholds.min())
-    edge = edge[np.lexsort((pair_truth[edge], iou[edge], pair_found[edge]))]
-    edge_found, edge_truth, edge_iou = pair_found[edge], pair_truth[edge], iou[edge]
-    n_edges = len(edge)
+    edge_found, edge_truth, edge_iou = _edges(truth, found, float(thresholds.min()))
+    order = np.lexsort((edge_truth, edge_iou, edge_found))
+    edge_found, edge_truth, edge_iou = edge_found[order], edge_truth[order], edge_iou[order]
+    n_edges = len(order)
     if n_edges:
         # a not-ignored ground truth always beats an ignored one, whatever the IoU
         tier = np.arange(n_edges) + (~truth.ignored[:, edge_truth]) * n_edges  # (A, E)
@@ -419,56 +443,125 @@ def _accumulate(
     precision = np.full((count, points, n_categories, areas, len(limits)), _UNDEFINED)
     recall = np.full((count, n_categories, areas, len(limits)), _UNDEFINED)
 
-    # not-ignored ground truths per category and area range
+    # not-ignored ground truths per category and area range: where there are none, -1 stays
     positives = np.stack(
         [np.bincount(truth.category[~truth.ignored[a]], minlength=n_categories) for a in range(areas)], axis=1
-    )  # (K, A)
-    # per category, by score; ties in image order, then rank within the image
+    ).astype(np.int64)  # (K, A)
+    needed = _needed_true_positives(positives, recall_points)  # (K, A, R)
+    defined = (positives > 0).T  # (A, K)
+
+    # per category by score; ties in image order, then rank within the image (pycocotools
+    # concatenates images in id order and sorts stably)
     order = np.lexsort((found.rank, found.image, -found.score, found.category))
-    bounds = np.searchsorted(found.category[order], np.arange(n_categories + 1))
-    for k in range(n_categories):
-        active = np.flatnonzero(positives[k] > 0)
-        if len(active) == 0:
-            continue
-        npig = positives[k, active]
-        # the fewest true positives whose recall reaches each recall point (tp / npig >= r,
-        # computed as pycocotools does), so the search below runs on exact integers
-        needed = np.stack(
-            [
-                np.searchsorted(np.arange(n + 1, dtype=np.float64) / n, recall_points, side="left")
-                for n in npig
-            ]
-        )  # (A', R)
-        in_category = order[bounds[k] : bounds[k + 1]]
-        for m, limit in enumerate(limits):
-            rows = in_category[found.rank[in_category] < limit]
-            n = len(rows)
-            if n == 0:
-                precision[:, :, k, active, m] = 0.0
-                recall[:, k, active, m] = 0.0
-                continue
-            hit = matched[np.ix_(active, np.arange(count), rows)]
-            counted = ~ignored[np.ix_(active, np.arange(count), rows)]
-            tp_count = np.cumsum(hit & counted, axis=2)
-            tp = tp_count.astype(np.float64)
-            fp = np.cumsum(~hit & counted, axis=2).astype(np.float64)
-            recalls = tp / npig[:, None, None]
-            precisions = tp / (fp + tp + np.spacing(1))
-            envelope = np.maximum.accumulate(precisions[:, :, ::-1], axis=2)[:, :, ::-1]
-            recall[:, k, active, m] = recalls[:, :, -1].T
-            # first index whose tp reaches `needed`, all rows at once: offset each row's
-            # non-decreasing integer counts so the flattened array stays sorted
-            span = int(max(tp_count.max(), needed.max())) + 2
-            row_offset = np.arange(len(active) * count, dtype=np.int64).reshape(len(active), count) * span
-            flat = (tp_count + row_offset[:, :, None]).reshape(-1)
-            queries = needed[:, None, :] + row_offset[:, :, None]  # (A', T, R)
-            index = np.searchsorted(flat, queries.reshape(-1), side="left").reshape(queries.shape)
-            index -= (np.arange(len(active) * count) * n).reshape(len(active), count, 1)
-            reached = index < n
-            values = np.take_along_axis(envelope, np.minimum(index, n - 1), axis=2)
-            q = np.where(reached, values, 0.0)  # (A', T, R)
-            precision[:, :, k, active, m] = q.transpose(1, 2, 0)
+    category, rank = found.category[order], found.rank[order]
+    counted = ~ignored[:, :, order]
+    hits = matched[:, :, order] & counted
+    misses = ~matched[:, :, order] & counted
+    for m, limit in enumerate(limits):
+        rows = np.flatnonzero(rank < limit)
+        bounds = np.searchsorted(category[rows], np.arange(n_categories + 1))
+        for first, last in _chunks(bounds, _CHUNK_DETECTIONS):
+            chunk = rows[bounds[first] : bounds[last]]
+            q, r = _precision_recall(
+                hits[:, :, chunk],
+                misses[:, :, chunk],
+                np.diff(bounds[first : last + 1]),
+                positives[first:last],
+                needed[first:last],
+            )
+            chosen = defined[:, None, first:last]  # (A, 1, K')
+            precision[:, :, first:last, :, m] = np.where(chosen[..., None], q, _UNDEFINED).transpose(
+                1, 3, 2, 0
+            )
+            recall[:, first:last, :, m] = np.where(chosen, r, _UNDEFINED).transpose(1, 2, 0)
     return precision, recall
+
+
+_CHUNK_DETECTIONS = 1 << 18  # detections per vectorised block, bounding memory on large result sets
+
+
+def _chunks(bounds: NDArray[np.int64], budget: int) -> list[tuple[int, int]]:
+    """Consecutive category ranges ``[first, last)`` holding about ``budget`` detections each."""
+    chunks, first = [], 0
+    categories = len(bounds) - 1
+    while first < categories:
+        last = int(np.searchsorted(bounds, bounds[first] + budget, side="right")) - 1
+        last = min(max(last, first + 1), categories)
+        chunks.append((first, last))
+        first = last
+    return chunks
+
+
+def _needed_true_positives(
+    positives: NDArray[np.int64], recall_points: NDArray[np.float64]
+) -> NDArray[np.int64]:
+    """The fewest true positives whose recall ``tp / npig`` (computed as pycocotools does) reaches each point.
+
+    ``(K, A, R)``; with it, "first detection with recall >= r" becomes a search on exact integers.
+    """
+    needed = np.zeros((*positives.shape, len(recall_points)), np.int64)
+    for total in np.unique(positives[positives > 0]):
+        recalls = np.arange(total + 1, dtype=np.float64) / total
+        needed[positives == total] = np.searchsorted(recalls, recall_points, side="left")
+    return needed
+
+
+def _precision_recall(
+    hits: NDArray[np.bool_],
+    misses: NDArray[np.bool_],
+    lengths: NDArray[np.int64],
+    positives: NDArray[np.int64],
+    needed: NDArray[np.int64],
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Interpolated precision ``(A, T, K, R)`` and final recall ``(A, T, K)`` for consecutive categories.
+
+    ``hits``/``misses`` are ``(A, T, N)``: the categories' detections in ranking order, category
+    after category (``lengths`` each), true and false positives flagged (ignored ones neither).
+    """
+    areas, count, n = hits.shape
+    categories = len(lengths)
+    starts = np.r_[0, np.cumsum(lengths)[:-1]].astype(np.int64)
+
+    def running(flags: NDArray[np.bool_]) -> NDArray[np.int32]:
+        # int32: bool to int64 cumsum is several times slower, and counts stay below 2**31
+        total = np.cumsum(flags, axis=2, dtype=np.int32)
+        before = np.concatenate([np.zeros((areas, count, 1), np.int32), total], axis=2)[:, :, starts]
+        counts: NDArray[np.int32] = total - np.repeat(before, lengths, axis=2)
+        return counts
+
+    tp_count = running(hits)
+    tp = tp_count.astype(np.float64)
+    fp = running(misses).astype(np.float64)
+    precisions = tp / (fp + tp + np.spacing(1))
+
+    ends = starts + lengths
+    present = lengths > 0
+    found_total = np.zeros((areas, count, categories), np.int64)  # true positives per category
+    found_total[:, :, present] = tp_count[:, :, ends[present] - 1]
+    with np.errstate(divide="ignore", invalid="ignore"):  # categories without ground truth are masked later
+        final = found_total.astype(np.float64) / positives.T[:, None, :]
+    final[:, :, ~present] = 0.0
+
+    envelope = np.empty_like(precisions)  # precision made monotone from the right, per category
+    for start, end in zip(starts[present].tolist(), ends[present].tolist(), strict=True):
+        reversed_ = precisions[:, :, start:end][:, :, ::-1]
+        envelope[:, :, start:end] = np.maximum.accumulate(reversed_, axis=2)[:, :, ::-1]
+
+    # pycocotools takes the first detection with recall >= r: the first whose tp reaches
+    # `needed`, which is the needed-th true positive itself (or the first detection for 0)
+    hit_at = np.flatnonzero(hits.reshape(-1))  # in (area, threshold, position) order
+    hit_before = np.r_[0, np.cumsum(found_total.reshape(-1))[:-1]].reshape(found_total.shape)
+    want = needed.transpose(1, 0, 2)[:, None, :, :]  # (A, 1, K, R)
+    reached = present[None, None, :, None] & (want <= found_total[..., None])
+    row_start = (np.arange(areas * count, dtype=np.int64) * n).reshape(areas, count, 1, 1)
+    nth_hit = hit_before[..., None] + want - 1
+    index = np.where(
+        want == 0,
+        row_start + starts[None, None, :, None],
+        hit_at[np.clip(nth_hit, 0, max(len(hit_at) - 1, 0))] if len(hit_at) else 0,
+    )
+    values = envelope.reshape(-1)[np.where(reached, index, 0)] if n else np.zeros(reached.shape)
+    return np.where(reached, values, 0.0), final
 
 
 # ------------------------------------------------------------------------------ summary

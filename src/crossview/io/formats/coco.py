@@ -15,8 +15,7 @@ the values pycocotools would compute or assume: ``area`` defaults to ``width * h
 from __future__ import annotations
 
 import json
-import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
@@ -353,71 +352,79 @@ class _Section:
         return FormatError(self.path, f"{self.where(index)}: {problem}")
 
     def values(self, key: str, *, required: bool) -> list[Any]:
-        if required:
-            missing = next((i for i, record in enumerate(self.records) if key not in record), None)
-            if missing is not None:
-                raise self.fail(missing, f"missing key {key!r}")
+        if required and not all(key in record for record in self.records):
+            missing = next(i for i, record in enumerate(self.records) if key not in record)
+            raise self.fail(missing, f"missing key {key!r}")
         return [record.get(key) for record in self.records]
+
+    def first(self, values: list[Any], bad: Callable[[Any], bool]) -> int:
+        return next(i for i, value in enumerate(values) if bad(value))
 
     def integers(self, key: str, *, required: bool = True, default: int = 0) -> NDArray[np.int64]:
         values = self.values(key, required=required)
-        values = [default if value is None and not required else value for value in values]
-        bad = next((i for i, value in enumerate(values) if not _is_integer(value)), None)
-        if bad is not None:
+        if not required and None in values:
+            values = [default if value is None else value for value in values]
+        # the common case in one pass over types; the slow search only names the culprit
+        if not set(map(type, values)) <= {int} and not all(map(_is_integer, values)):
+            bad = self.first(values, lambda value: not _is_integer(value))
             raise self.fail(bad, f"{key} must be an integer, got {values[bad]!r}")
-        return np.array(values, dtype=np.int64).reshape(len(values))
+        try:
+            return np.array(values, dtype=np.int64).reshape(len(values))
+        except OverflowError:
+            bad = self.first(values, lambda value: not -(2**63) <= value < 2**63)
+            raise self.fail(bad, f"{key} is out of range: {values[bad]!r}") from None
 
-    def numbers(self, key: str, *, required: bool = True) -> list[float | None]:
-        """Finite numbers; ``None`` where an optional key is absent."""
+    def numbers(self, key: str, *, required: bool = True) -> NDArray[np.float64]:
+        """Finite numbers; NaN where an optional key is absent."""
         values = self.values(key, required=required)
-        bad = next(
-            (
-                i
-                for i, value in enumerate(values)
-                if not (value is None and not required) and not _is_finite(value)
-            ),
-            None,
-        )
-        if bad is not None:
+        allowed = {int, float} if required else {int, float, type(None)}
+        if not set(map(type, values)) <= allowed:
+            bad = self.first(values, lambda value: type(value) not in allowed)
             raise self.fail(bad, f"{key} must be a finite number, got {values[bad]!r}")
-        return values
+        array = np.array([np.nan if value is None else value for value in values], np.float64).reshape(
+            len(values)
+        )
+        given = np.array([value is not None for value in values], np.bool_).reshape(len(values))
+        bad_rows = np.flatnonzero(given & ~np.isfinite(array))
+        if len(bad_rows):
+            raise self.fail(int(bad_rows[0]), f"{key} must be a finite number, got {values[bad_rows[0]]!r}")
+        return array
 
     def flags(self, key: str) -> NDArray[np.bool_]:
         values = self.values(key, required=False)
-        bad = next(
-            (
-                i
-                for i, value in enumerate(values)
-                if value is not None and (not _is_flag(value) or value not in (0, 1))
-            ),
-            None,
-        )
-        if bad is not None:
+        if not set(map(type, values)) <= {int, float, bool, type(None)} or not {*values} <= {0, 1, None}:
+            bad = self.first(
+                values, lambda value: value is not None and (not _is_flag(value) or value not in (0, 1))
+            )
             raise self.fail(bad, f"{key} must be 0 or 1, got {values[bad]!r}")
         return np.array([bool(value) for value in values], dtype=np.bool_).reshape(len(values))
 
     def strings(self, key: str) -> list[str]:
         values = self.values(key, required=False)
-        bad = next(
-            (i for i, value in enumerate(values) if value is not None and not isinstance(value, str)), None
-        )
-        if bad is not None:
+        if not set(map(type, values)) <= {str, type(None)}:
+            bad = self.first(values, lambda value: not isinstance(value, str | None))
             raise self.fail(bad, f"{key} must be a string, got {values[bad]!r}")
         return [value or "" for value in values]
 
     def boxes(self) -> NDArray[np.float64]:
         values = self.values("bbox", required=True)
-        for index, box in enumerate(values):
-            if not isinstance(box, list) or len(box) != 4 or not all(_is_number(value) for value in box):
-                raise self.fail(index, f"bbox must be a list of 4 numbers [x, y, width, height], got {box!r}")
+        shaped = all(type(box) is list and len(box) == 4 for box in values)
+        if not shaped or not {type(value) for box in values for value in box} <= {int, float}:
+            bad = self.first(
+                values,
+                lambda box: not isinstance(box, list) or len(box) != 4 or not all(map(_is_number, box)),
+            )
+            raise self.fail(
+                bad, f"bbox must be a list of 4 numbers [x, y, width, height], got {values[bad]!r}"
+            )
         boxes = np.array(values, dtype=np.float64).reshape(len(values), 4)
-        bad = ~np.all(np.isfinite(boxes), axis=1)
-        if bad.any():
-            index = int(np.flatnonzero(bad)[0])
+        bad_rows = np.flatnonzero(~np.all(np.isfinite(boxes), axis=1))
+        if len(bad_rows):
+            index = int(bad_rows[0])
             raise self.fail(index, f"bbox has a non-finite value: {values[index]!r}")
-        bad = (boxes[:, 2] < 0) | (boxes[:, 3] < 0)
-        if bad.any():
-            index = int(np.flatnonzero(bad)[0])
+        bad_rows = np.flatnonzero((boxes[:, 2] < 0) | (boxes[:, 3] < 0))
+        if len(bad_rows):
+            index = int(bad_rows[0])
             side = "width" if boxes[index, 2] < 0 else "height"
             raise self.fail(index, f"bbox {side} is negative: {values[index]!r}")
         return boxes
@@ -441,10 +448,6 @@ def _is_number(value: Any) -> bool:
 
 def _is_flag(value: Any) -> bool:
     return type(value) in (int, float, bool)
-
-
-def _is_finite(value: Any) -> bool:
-    return type(value) is int or (type(value) is float and math.isfinite(value))
 
 
 def _is_integer(value: Any) -> bool:
@@ -494,11 +497,8 @@ def read_coco_ground_truth(path: str | Path) -> CocoGroundTruth:
     annotation_categories = annotations.integers("category_id")
     annotations.known(annotation_categories, category_ids, "category_id", "a category in categories")
     boxes = annotations.boxes()
-    given_area = annotations.numbers("area", required=False)
-    area = np.array([np.nan if value is None else value for value in given_area], np.float64).reshape(
-        len(boxes)
-    )
-    area = np.where(np.isnan(area), boxes[:, 2] * boxes[:, 3], area)
+    area = annotations.numbers("area", required=False)
+    area = np.where(np.isnan(area), boxes[:, 2] * boxes[:, 3], area)  # absent: the box's area
     negative = np.flatnonzero(area < 0)
     if len(negative):
         raise annotations.fail(int(negative[0]), f"area must be >= 0, got {area[negative[0]]:g}")
@@ -545,7 +545,7 @@ def read_coco_detections(path: str | Path, ground_truth: CocoGroundTruth | None 
     image_ids = results.integers("image_id")
     category_ids = results.integers("category_id")
     boxes = results.boxes()
-    scores = np.array(results.numbers("score"), dtype=np.float64).reshape(len(results))
+    scores = results.numbers("score")
     if ground_truth is not None:
         results.known(image_ids, ground_truth.image_ids, "image_id", "an image in the ground truth")
         results.known(
@@ -678,29 +678,26 @@ def ground_truth_from_detections(
     ``data`` has an ``area`` column, and ``iscrowd``/``ignore`` columns are used when present.
     ``images`` defaults to one ``CocoImage`` per key of ``per_image``.
     """
-
-    def column(detections: Detections, key: str, default: NDArray[Any]) -> NDArray[Any]:
-        values = detections.data.get(key)
-        return default if values is None else np.asarray(values)
-
     items = sorted(per_image.items())
-    boxes = [detections.xywh.astype(np.float64) for _, detections in items]
-    zeros = [np.zeros(len(detections)) for _, detections in items]
+    bbox, image_id, category_id = [np.zeros((0, 4))], [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    area, iscrowd, ignore = [np.zeros(0)], [np.zeros(0, np.bool_)], [np.zeros(0, np.bool_)]
+    for key, detections in items:
+        box = detections.xywh.astype(np.float64)
+        unset = np.zeros(len(detections), np.bool_)
+        bbox.append(box)
+        image_id.append(np.full(len(detections), key, np.int64))
+        category_id.append(detections.class_id)
+        area.append(np.asarray(detections.data.get("area", box[:, 2] * box[:, 3]), np.float64))
+        iscrowd.append(np.asarray(detections.data.get("iscrowd", unset)) != 0)
+        ignore.append(np.asarray(detections.data.get("ignore", unset)) != 0)
     annotations = CocoAnnotations.from_columns(
-        np.concatenate([np.zeros((0, 4)), *boxes]),
-        image_id=np.concatenate([np.zeros(0, np.int64)] + [np.full(len(d), i, np.int64) for i, d in items]),
-        category_id=np.concatenate([np.zeros(0, np.int64)] + [d.class_id for _, d in items]),
-        area=np.concatenate(
-            [np.zeros(0)]
-            + [column(d, "area", box[:, 2] * box[:, 3]) for (_, d), box in zip(items, boxes, strict=True)]
-        ),
-        iscrowd=np.concatenate(
-            [np.zeros(0)] + [column(d, "iscrowd", z) for (_, d), z in zip(items, zeros, strict=True)]
-        ),
-        ignore=np.concatenate(
-            [np.zeros(0)] + [column(d, "ignore", z) for (_, d), z in zip(items, zeros, strict=True)]
-        ),
+        np.concatenate(bbox),
+        image_id=np.concatenate(image_id),
+        category_id=np.concatenate(category_id),
+        area=np.concatenate(area),
+        iscrowd=np.concatenate(iscrowd),
+        ignore=np.concatenate(ignore),
     )
     if images is None:
-        images = [CocoImage(int(image_id)) for image_id, _ in items]
+        images = [CocoImage(int(key)) for key, _ in items]
     return CocoGroundTruth(images=tuple(images), categories=tuple(categories), annotations=annotations)
