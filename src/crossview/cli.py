@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from crossview.eval.mot import MotScores
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="Multi-camera perception and visual search."
@@ -59,6 +63,23 @@ MOT_COLUMNS = (
 )
 
 
+def _print_scores(
+    title: str, label: str, rows: Mapping[str, MotScores], total: tuple[str, MotScores]
+) -> None:
+    """One row of MOT figures per sequence or camera, then the total row under a rule."""
+    table = Table(title=title)
+    table.add_column(label)
+    for column, _ in MOT_COLUMNS:
+        table.add_column(column.removeprefix("CLR_"), justify="right")
+    for index, (name, scores) in enumerate([*rows.items(), total]):
+        summary = scores.summary()
+        cells = [
+            f"{100 * summary[c]:.2f}" if is_score else f"{int(summary[c])}" for c, is_score in MOT_COLUMNS
+        ]
+        table.add_row(name, *cells, end_section=index == len(rows) - 1)
+    console.print(table)
+
+
 @eval_app.command("mot")
 def eval_mot(
     gt: Annotated[Path, typer.Option(help="Folder with <seq>/gt/gt.txt and <seq>/seqinfo.ini")],
@@ -103,18 +124,8 @@ def eval_mot(
             )
         except (FileNotFoundError, MissingSequenceError, FormatError, SequenceError) as error:
             raise _fail(str(error)) from None
-    table = Table(title=f"MOT evaluation ({protocol.value} protocol; scores in %)")
-    table.add_column("sequence")
-    for column, _ in MOT_COLUMNS:
-        table.add_column(column.removeprefix("CLR_"), justify="right")
-    rows = [*evaluation.sequences.items(), ("COMBINED", evaluation.combined)]
-    for name, scores in rows:
-        summary = scores.summary()
-        cells = [
-            f"{100 * summary[c]:.2f}" if is_score else f"{int(summary[c])}" for c, is_score in MOT_COLUMNS
-        ]
-        table.add_row(name, *cells, end_section=name == rows[-2][0])
-    console.print(table)
+    title = f"MOT evaluation ({protocol.value} protocol; scores in %)"
+    _print_scores(title, "sequence", evaluation.sequences, ("COMBINED", evaluation.combined))
     for name in evaluation.missing_predictions:
         errors.print(f"[yellow]warning:[/] no predictions for {name}: scored as all misses")
     for name in evaluation.unexpected_predictions:
@@ -183,20 +194,8 @@ def eval_mtmc(
         location = localisation_error(gt_table, pred_table)
     except (FormatError, SequenceError, UnexpectedCameraError) as error:
         raise _fail(str(error)) from None
-    table = Table(
-        title="Multi-camera evaluation; ALL matches one global identity across cameras (scores in %)"
-    )
-    table.add_column("cameras")
-    for column, _ in MOT_COLUMNS:
-        table.add_column(column.removeprefix("CLR_"), justify="right")
-    rows = [*scores.per_camera.items(), ("ALL", scores.overall)]
-    for name, result in rows:
-        summary = result.summary()
-        cells = [
-            f"{100 * summary[c]:.2f}" if is_score else f"{int(summary[c])}" for c, is_score in MOT_COLUMNS
-        ]
-        table.add_row(name, *cells, end_section=name == rows[-2][0])
-    console.print(table)
+    title = "Multi-camera evaluation; ALL matches one global identity across cameras (scores in %)"
+    _print_scores(title, "cameras", scores.per_camera, ("ALL", scores.overall))
     if location.compared:
         console.print(
             f"ground-plane error over {location.compared} matched boxes: median {location.median:.3f} m, "

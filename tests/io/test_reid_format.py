@@ -122,7 +122,7 @@ def test_unreadable_and_binary_files(tmp_path: Path) -> None:
         read_reid_manifest(tmp_path / "absent.csv")
     binary = tmp_path / "binary.csv"
     binary.write_bytes(b"\xff\xfe\x00\x81")
-    with pytest.raises(FormatError, match="not a UTF-8 text file"):
+    with pytest.raises(FormatError, match="not a text file"):
         read_reid_manifest(binary)
 
 

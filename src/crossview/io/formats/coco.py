@@ -25,6 +25,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from crossview.core.detections import Detections
 from crossview.io.formats._errors import FormatError
+from crossview.io.formats._text import read_text
 
 _Rows = NDArray[np.bool_] | NDArray[np.int64] | slice
 
@@ -308,12 +309,7 @@ def _few(values: NDArray[np.int64]) -> str:
 
 # ------------------------------------------------------------------------------ reading
 def _load_json(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise FormatError(path, f"cannot read file: {error.strerror or error}") from error
-    except UnicodeDecodeError as error:
-        raise FormatError(path, "not a text file (expected UTF-8 JSON)") from error
+    text = read_text(path, expected="JSON")
     if not text.strip():
         raise FormatError(path, "empty file (expected JSON)")
     try:

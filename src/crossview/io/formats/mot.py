@@ -19,6 +19,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from crossview.core.detections import Detections
 from crossview.io.formats._errors import FormatError
+from crossview.io.formats._text import format_number, raise_first_non_number, read_text
 
 MIN_COLUMNS = 6
 
@@ -111,12 +112,7 @@ def read_mot(path: str | Path) -> MotTable:
     the file and line.
     """
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as error:
-        raise FormatError(path, f"cannot read file: {error.strerror or error}") from error
-    except UnicodeDecodeError as error:
-        raise FormatError(path, "not a text file") from error
+    text = read_text(path)
     rows = _parse_rows(text, path)
     table = MotTable.from_array(rows)
     _validate(table, rows, text, path)
@@ -153,11 +149,7 @@ def _raise_first_bad_line(lines: list[str], delimiter: str | None, path: Path) -
                 path, f"expected {expected} columns like the lines before, found {len(fields)}", number
             )
         expected = len(fields)
-        for column, value in enumerate(fields, start=1):
-            try:
-                float(value)
-            except ValueError:
-                raise FormatError(path, f"column {column} is not a number: {value!r}", number) from None
+        raise_first_non_number([fields], [number], path)
     raise FormatError(path, "could not parse the file as numeric rows")
 
 
@@ -208,15 +200,8 @@ def write_mot(path: str | Path, table: MotTable, *, columns: int = 10) -> None:
     with path.open("w") as handle:
         for row in array:
             head = f"{int(row[0])},{int(row[1])}"
-            tail = ",".join(_number(value) for value in row[2:])
+            tail = ",".join(format_number(value) for value in row[2:])
             handle.write(f"{head},{tail}\n")
-
-
-def _number(value: float) -> str:
-    """Whole numbers without a decimal point; others in the shortest form that reads back exactly."""
-    if value == int(value) and abs(value) < 1e15:
-        return str(int(value))
-    return repr(float(value))
 
 
 # ------------------------------------------------------------------------------ detections

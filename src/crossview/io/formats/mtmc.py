@@ -24,6 +24,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from crossview.io.formats._errors import FormatError
+from crossview.io.formats._text import format_number, raise_first_non_number, read_text
 from crossview.io.formats.mot import MotTable
 
 COLUMNS = 9
@@ -269,12 +270,7 @@ def read_mtmc(path: str | Path) -> MtmcTable:
     a non-finite value) raises ``FormatError`` naming the file and line.
     """
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as error:
-        raise FormatError(path, f"cannot read file: {error.strerror or error}") from error
-    except UnicodeDecodeError as error:
-        raise FormatError(path, "not a text file") from error
+    text = read_text(path)
     numbers: list[int] = []
     cameras: list[str] = []
     values: list[list[str]] = []
@@ -290,22 +286,13 @@ def read_mtmc(path: str | Path) -> MtmcTable:
     try:
         array = np.array(values, dtype=np.float64).reshape(-1, COLUMNS - 1)
     except ValueError:
-        _raise_non_number(values, numbers, path)
+        raise_first_non_number(values, numbers, path, first_column=2)
         raise
     _validate(array, numbers, path)
     try:
         return MtmcTable.from_rows(cameras, array)
     except ValueError as error:  # an empty camera token cannot occur after split(); kept for safety
         raise FormatError(path, str(error)) from error
-
-
-def _raise_non_number(values: list[list[str]], numbers: list[int], path: Path) -> None:
-    for fields, number in zip(values, numbers, strict=True):
-        for column, value in enumerate(fields, start=2):
-            try:
-                float(value)
-            except ValueError:
-                raise FormatError(path, f"column {column} is not a number: {value!r}", number) from None
 
 
 def _validate(array: NDArray[np.float64], numbers: list[int], path: Path) -> None:
@@ -333,11 +320,5 @@ def write_mtmc(path: str | Path, table: MtmcTable) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w") as handle:
         for row, camera in zip(array[order], table.camera[order].tolist(), strict=True):
-            numbers = " ".join(_number(value) for value in row[2:])
+            numbers = " ".join(format_number(value) for value in row[2:])
             handle.write(f"{table.camera_names[camera]} {int(row[0])} {int(row[1])} {numbers}\n")
-
-
-def _number(value: float) -> str:
-    if value == int(value) and abs(value) < 1e15:
-        return str(int(value))
-    return f"{value:.10g}"

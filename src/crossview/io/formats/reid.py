@@ -26,6 +26,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from crossview.io.formats._errors import FormatError
+from crossview.io.formats._text import read_text
 
 COLUMNS: Final = ("path", "pid", "camid", "role")
 ROLES: Final = ("query", "gallery")
@@ -150,12 +151,7 @@ def read_reid_manifest(path: str | Path, *, check_files: bool = False) -> ReidMa
     name, with the line of the first one and the total count).
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except OSError as error:
-        raise FormatError(path, f"cannot read file: {error.strerror or error}") from error
-    except UnicodeDecodeError as error:
-        raise FormatError(path, "not a UTF-8 text file") from error
+    text = read_text(path, encoding="utf-8-sig", expected="CSV")
 
     reader = csv.reader(text.splitlines())
     header: list[str] | None = None

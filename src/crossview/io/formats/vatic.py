@@ -24,6 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from crossview.io.formats._errors import FormatError
+from crossview.io.formats._text import raise_first_non_number, read_text
 from crossview.io.formats.mot import MotTable
 from crossview.io.formats.mtmc import MtmcTable
 
@@ -81,12 +82,7 @@ def read_vatic(path: str | Path) -> VaticTable:
     ``FormatError`` naming the file and line.
     """
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as error:
-        raise FormatError(path, f"cannot read file: {error.strerror or error}") from error
-    except UnicodeDecodeError as error:
-        raise FormatError(path, "not a text file") from error
+    text = read_text(path)
     lines = text.splitlines()
     numbers: list[int] = []
     values: list[list[str]] = []
@@ -133,18 +129,9 @@ def _numbers(
             lines, dtype=np.float64, usecols=range(NUMERIC_COLUMNS), ndmin=2, quotechar='"', comments=None
         )
     except ValueError:
-        _raise_non_number(values, numbers, path)
+        raise_first_non_number(values, numbers, path)
         raise
     return array
-
-
-def _raise_non_number(values: list[list[str]], numbers: list[int], path: Path) -> None:
-    for fields, number in zip(values, numbers, strict=True):
-        for column, value in enumerate(fields, start=1):
-            try:
-                float(value)
-            except ValueError:
-                raise FormatError(path, f"column {column} is not a number: {value!r}", number) from None
 
 
 def _validate(array: NDArray[np.float64], numbers: list[int], path: Path) -> None:
