@@ -163,6 +163,27 @@ class Detections:
             timestamp=agreed("timestamp"),
         )
 
+    def with_tracker_ids(self, tracker_id: NDArray[np.int64], **data: NDArray[Any]) -> Self:
+        """The same rows with ``tracker_id`` set and ``data`` columns added or replaced.
+
+        What a tracker returns, once per frame: only the new columns are checked, the rest are
+        shared with ``self`` rather than validated again.
+        """
+        n = len(self)
+        ids = np.asarray(tracker_id)
+        if ids.shape != (n,) or not np.issubdtype(ids.dtype, np.integer):
+            raise ValueError(f"tracker_id must be ({n},) integers, got {ids.shape} {ids.dtype}")
+        for key, values in data.items():
+            if values.ndim == 0 or values.shape[0] != n:
+                raise ValueError(f"Detections.data[{key!r}] has shape {values.shape}, expected {n} rows")
+        copy = object.__new__(type(self))
+        for name in self.__slots__:  # type: ignore[attr-defined]
+            object.__setattr__(copy, name, getattr(self, name))
+        object.__setattr__(copy, "tracker_id", ids.astype(np.int64, copy=False))
+        if data:
+            object.__setattr__(copy, "data", {**self.data, **data})
+        return copy
+
     def replace(self, **changes: Any) -> Self:
         """A copy with some columns or frame fields replaced (validated again)."""
         return dataclasses.replace(self, **changes)
