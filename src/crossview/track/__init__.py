@@ -7,6 +7,7 @@ Each tracker's ``update(detections)`` returns the same rows with ``tracker_id`` 
 from crossview.track.base import Tracker, TrackerConfig, TrackState, TrackView
 from crossview.track.bytetrack import ByteTrackConfig, ByteTrackTracker
 from crossview.track.factory import TRACKERS, make_tracker
+from crossview.track.forecast import Forecast, forecast
 from crossview.track.ocsort import OcSortConfig, OcSortTracker
 from crossview.track.sort import SortConfig, SortTracker
 
@@ -14,6 +15,7 @@ __all__ = [
     "TRACKERS",
     "ByteTrackConfig",
     "ByteTrackTracker",
+    "Forecast",
     "OcSortConfig",
     "OcSortTracker",
     "SortConfig",
@@ -22,5 +24,6 @@ __all__ = [
     "TrackView",
     "Tracker",
     "TrackerConfig",
+    "forecast",
     "make_tracker",
 ]

@@ -60,10 +60,14 @@ class TrackerConfig(BaseModel):
     new_track_score: float = Field(default=0.5, ge=0, le=1, description="min score to start a track")
     position_weight: float = Field(default=1.0 / 20, gt=0, description="Kalman position noise / box size")
     velocity_weight: float = Field(default=1.0 / 160, gt=0, description="Kalman velocity noise / box size")
-    use_appearance: bool = Field(default=True, description="use embeddings when detections carry them")
-    appearance_threshold: float = Field(default=0.25, ge=0, le=2, description="max cosine distance to trust")
+    appearance_weight: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="share of appearance in the cost when detections carry embeddings",
+    )
     appearance_proximity: float = Field(
-        default=0.5, ge=0, le=1, description="min IoU for appearance to count"
+        default=0.2, ge=0, le=1, description="min IoU for appearance to count"
     )
     appearance_momentum: float = Field(default=0.9, ge=0, lt=1, description="EMA factor of track embeddings")
 
@@ -247,10 +251,11 @@ class KalmanTracker(ABC):
         """
         tracks = self._tracks
         age = frame - tracks.history_seen[track_rows]
-        usable = (tracks.history_seen[track_rows] >= 0) & (age <= delta) & (age > 0)
+        usable: NDArray[np.bool_] = (tracks.history_seen[track_rows] >= 0) & (age <= delta) & (age > 0)
         pick = np.argmax(np.where(usable, age, -1), axis=1)
         chosen = tracks.history[track_rows, pick]
-        return np.where(usable.any(axis=1)[:, None], chosen, tracks.last_box[track_rows])
+        result: Array = np.where(usable.any(axis=1)[:, None], chosen, tracks.last_box[track_rows])
+        return result
 
     def _retire(self) -> None:
         """Missed tentative tracks die; missed confirmed tracks are lost, then dropped."""
@@ -324,17 +329,21 @@ class KalmanTracker(ABC):
         boxes: Array,
         embeddings: NDArray[np.float32] | None,
     ) -> Array:
-        """IoU cost, lowered by appearance where it is confident and boxes are close (BoT-SORT)."""
+        """IoU cost, blended with appearance distance for pairs close enough to be the same object.
+
+        The blend is DeepSORT's weighted sum; the proximity gate (as in BoT-SORT) keeps a
+        look-alike far away from stealing a track.
+        """
         from crossview.track.association import cosine_distance
 
         cost = self._motion_cost(track_rows, boxes[det_rows])
         tracks = self._tracks
-        if not self.config.use_appearance or embeddings is None or tracks.embedding is None:
+        weight = self.config.appearance_weight
+        if weight == 0 or embeddings is None or tracks.embedding is None or cost.size == 0:
             return cost
         appearance = cosine_distance(tracks.embedding[track_rows], embeddings[det_rows])
-        appearance[appearance > self.config.appearance_threshold] = 1.0
-        appearance[cost > 1.0 - self.config.appearance_proximity] = 1.0
-        fused: Array = np.minimum(cost, appearance)
+        close = cost <= 1.0 - self.config.appearance_proximity
+        fused: Array = np.where(close, (1 - weight) * cost + weight * np.minimum(appearance, 1.0), cost)
         return fused
 
     def active_tracks(self) -> TrackView:
