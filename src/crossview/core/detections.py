@@ -177,7 +177,7 @@ class Detections:
             if values.ndim == 0 or values.shape[0] != n:
                 raise ValueError(f"Detections.data[{key!r}] has shape {values.shape}, expected {n} rows")
         copy = object.__new__(type(self))
-        for name in self.__slots__:  # type: ignore[attr-defined]
+        for name in self.__slots__:
             object.__setattr__(copy, name, getattr(self, name))
         object.__setattr__(copy, "tracker_id", ids.astype(np.int64, copy=False))
         if data:

@@ -254,7 +254,8 @@ class KalmanTracker(ABC):
         usable: NDArray[np.bool_] = (tracks.history_seen[track_rows] >= 0) & (age <= delta) & (age > 0)
         pick = np.argmax(np.where(usable, age, -1), axis=1)
         chosen = tracks.history[track_rows, pick]
-        result: Array = np.where(usable.any(axis=1)[:, None], chosen, tracks.last_box[track_rows])
+        any_usable = np.any(usable, axis=1, keepdims=True)
+        result: Array = np.where(any_usable, chosen, tracks.last_box[track_rows])
         return result
 
     def _retire(self) -> None:
