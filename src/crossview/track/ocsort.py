@@ -96,19 +96,22 @@ class OcSortTracker(KalmanTracker):
         embeddings: NDArray[np.float32] | None,
         det_rows: Index,
     ) -> None:
-        tracks = self._tracks
-        gap = self._frame - tracks.last_seen[track_rows]
-        for position in np.flatnonzero(gap > 1).tolist():
-            self._replay_gap(int(track_rows[position]), boxes[position], int(gap[position]))
+        gap = self._frame - self._tracks.last_seen[track_rows]
+        refound = gap > 1
+        if refound.any():
+            self._replay_gaps(track_rows[refound], boxes[refound], gap[refound])
         super()._on_matched(track_rows, boxes, scores, embeddings, det_rows)
 
-    def _replay_gap(self, row: int, box: Array, gap: int) -> None:
-        """ORU: restart from the last observed state and update along a straight virtual path."""
+    def _replay_gaps(self, rows: Index, boxes: Array, gaps: Index) -> None:
+        """ORU: restart re-found tracks from their last observed state and update them along
+        straight virtual paths to the new observations, all tracks at once, step by step."""
         tracks = self._tracks
-        mean, covariance = tracks.anchor_mean[row : row + 1], tracks.anchor_covariance[row : row + 1]
-        start = tracks.last_box[row]
-        for step in range(1, gap):
-            mean, covariance = self._filter.predict(mean, covariance)
-            virtual = start + (box - start) * (step / gap)
-            mean, covariance = self._filter.update(mean, covariance, virtual[None, :])
-        tracks.mean[row : row + 1], tracks.covariance[row : row + 1] = self._filter.predict(mean, covariance)
+        mean, covariance = tracks.anchor_mean[rows].copy(), tracks.anchor_covariance[rows].copy()
+        start = tracks.last_box[rows]
+        for step in range(1, int(gaps.max())):
+            active = gaps > step
+            fraction = (step / gaps[active])[:, None]
+            virtual = start[active] + (boxes[active] - start[active]) * fraction
+            predicted = self._filter.predict(mean[active], covariance[active])
+            mean[active], covariance[active] = self._filter.update(*predicted, virtual)
+        tracks.mean[rows], tracks.covariance[rows] = self._filter.predict(mean, covariance)
