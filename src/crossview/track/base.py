@@ -163,7 +163,7 @@ class KalmanTracker(ABC):
         steps = self._advance(detections.frame_index)
         tracks = self._tracks
         if len(tracks):
-            tracks.mean, tracks.covariance = self._filter.predict(tracks.mean, tracks.covariance, steps)
+            self._filter.predict_in_place(tracks.mean, tracks.covariance, steps)
             tracks.lost_for += steps
         boxes = detections.xyxy.astype(np.float64)
         scores = detections.confidence.astype(np.float64)

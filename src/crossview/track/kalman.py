@@ -62,32 +62,40 @@ class BoxKalmanFilter:
     def predict(self, mean: Array, covariance: Array, steps: int = 1) -> tuple[Array, Array]:
         """Advance ``steps`` frames (new arrays; the inputs are not modified)."""
         mean, covariance = mean.copy(), covariance.copy()
+        self.predict_in_place(mean, covariance, steps)
+        return mean, covariance
+
+    def predict_in_place(self, mean: Array, covariance: Array, steps: int = 1) -> None:
+        """``predict`` writing into the given arrays (which may be views of a larger store)."""
         position_noise, velocity_noise = self.position_weight**2, self.velocity_weight**2
+        pp, pv, vv = covariance[:, :, POSITION], covariance[:, :, CROSS], covariance[:, :, VELOCITY]
         for _ in range(steps):
             size_squared = mean[:, _SIZE] ** 2
             mean[:, :4] += mean[:, 4:]
-            pp, pv, vv = covariance[:, :, POSITION], covariance[:, :, CROSS], covariance[:, :, VELOCITY]
             pp += 2 * pv + vv + position_noise * size_squared
             pv += vv
             vv += velocity_noise * size_squared
-        return mean, covariance
 
     def update(self, mean: Array, covariance: Array, xyxy: Array) -> tuple[Array, Array]:
         """Correct with observed boxes, one per track (row-aligned); new arrays."""
-        measurement = xyxy_to_cxcywh(np.asarray(xyxy, dtype=np.float64))
+        mean, covariance = mean.copy(), covariance.copy()
+        self.update_in_place(mean, covariance, xyxy)
+        return mean, covariance
+
+    def update_in_place(self, mean: Array, covariance: Array, xyxy: Array) -> None:
+        """``update`` writing into the given arrays (which may be views of a larger store)."""
         pp, pv, vv = covariance[:, :, POSITION], covariance[:, :, CROSS], covariance[:, :, VELOCITY]
         innovation_variance = pp + (self.position_weight * mean[:, _SIZE]) ** 2
         gain_position = pp / innovation_variance
         gain_velocity = pv / innovation_variance
-        innovation = measurement - mean[:, :4]
-        updated = mean.copy()
-        updated[:, :4] += gain_position * innovation
-        updated[:, 4:] += gain_velocity * innovation
-        corrected = np.empty_like(covariance)
-        corrected[:, :, POSITION] = (1 - gain_position) * pp
-        corrected[:, :, CROSS] = (1 - gain_position) * pv
-        corrected[:, :, VELOCITY] = vv - gain_velocity * pv
-        return updated, corrected
+        innovation = xyxy_to_cxcywh(np.asarray(xyxy, dtype=np.float64))
+        innovation -= mean[:, :4]
+        mean[:, :4] += gain_position * innovation
+        mean[:, 4:] += gain_velocity * innovation
+        vv -= gain_velocity * pv
+        keep = 1 - gain_position
+        pv *= keep
+        pp *= keep
 
     def boxes(self, mean: Array) -> Array:
         """``xyxy`` boxes of the states (sizes clipped at a pixel to stay valid)."""

@@ -106,12 +106,14 @@ class OcSortTracker(KalmanTracker):
         """ORU: restart re-found tracks from their last observed state and update them along
         straight virtual paths to the new observations, all tracks at once, step by step."""
         tracks = self._tracks
-        mean, covariance = tracks.anchor_mean[rows].copy(), tracks.anchor_covariance[rows].copy()
+        order = np.argsort(-gaps, kind="stable")  # longest gaps first: each step works on a prefix
+        rows, boxes, gaps = rows[order], boxes[order], gaps[order]
+        mean, covariance = tracks.anchor_mean[rows], tracks.anchor_covariance[rows]
         start = tracks.last_box[rows]
-        for step in range(1, int(gaps.max())):
-            active = gaps > step
-            fraction = (step / gaps[active])[:, None]
-            virtual = start[active] + (boxes[active] - start[active]) * fraction
-            predicted = self._filter.predict(mean[active], covariance[active])
-            mean[active], covariance[active] = self._filter.update(*predicted, virtual)
-        tracks.mean[rows], tracks.covariance[rows] = self._filter.predict(mean, covariance)
+        shift = (boxes - start) / gaps[:, None]
+        remaining = np.searchsorted(-gaps, -np.arange(1, int(gaps[0])), side="left")  # tracks with gap > step
+        for step, count in enumerate(remaining.tolist(), start=1):
+            self._filter.predict_in_place(mean[:count], covariance[:count])
+            self._filter.update_in_place(mean[:count], covariance[:count], start[:count] + shift[:count] * step)
+        self._filter.predict_in_place(mean, covariance)
+        tracks.mean[rows], tracks.covariance[rows] = mean, covariance
