@@ -114,6 +114,8 @@ class OcSortTracker(KalmanTracker):
         remaining = np.searchsorted(-gaps, -np.arange(1, int(gaps[0])), side="left")  # tracks with gap > step
         for step, count in enumerate(remaining.tolist(), start=1):
             self._filter.predict_in_place(mean[:count], covariance[:count])
-            self._filter.update_in_place(mean[:count], covariance[:count], start[:count] + shift[:count] * step)
+            self._filter.update_in_place(
+                mean[:count], covariance[:count], start[:count] + shift[:count] * step
+            )
         self._filter.predict_in_place(mean, covariance)
         tracks.mean[rows], tracks.covariance[rows] = mean, covariance
