@@ -193,3 +193,19 @@ def test_appearance_keeps_identities_when_neighbours_swap_places(name: str) -> N
     assert with_appearance[5] == [1, 2]
     assert with_appearance[-1] == [2, 1]  # each person keeps their id in their new place
     assert run(0.0)[-1] == [1, 2]  # motion alone follows the places, not the people
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_tracks_never_change_class(name: str) -> None:
+    tracker = make_tracker(name)
+    for frame in range(5):
+        tracker.update(Detections(xyxy=[[0, 0, 40, 80]], class_id=[0], confidence=[0.9], frame_index=frame))
+    # Same place, other class (a person box where a bicycle was): a new object, not the same track.
+    out = tracker.update(Detections(xyxy=[[0, 0, 40, 80]], class_id=[1], confidence=[0.9], frame_index=5))
+    assert out.tracker_id.tolist() == [-1]
+    out = tracker.update(
+        Detections(
+            xyxy=[[0, 0, 40, 80], [1, 0, 41, 80]], class_id=[0, 1], confidence=[0.9, 0.9], frame_index=6
+        )
+    )
+    assert out.tracker_id[0] == 1 and out.tracker_id[1] not in (-1, 1)

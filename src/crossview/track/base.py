@@ -90,6 +90,7 @@ class TrackStore:
     score: Array
     last_box: Array  # last observed xyxy
     last_seen: Index  # frame number of the last observation
+    class_id: Index  # the class of the first detection; tracks only take detections of their class
     history: Array  # (T, H, 4) the last H observed boxes, newest last
     history_seen: Index  # (T, H) their frame numbers (-1 = none)
     velocity: Array  # (T, 2) unit direction of motion between observations (OC-SORT)
@@ -109,6 +110,7 @@ class TrackStore:
             score=np.zeros(0),
             last_box=np.zeros((0, 4)),
             last_seen=np.zeros(0, np.int64),
+            class_id=np.zeros(0, np.int64),
             history=np.zeros((0, HISTORY, 4)),
             history_seen=np.zeros((0, HISTORY), np.int64),
             velocity=np.zeros((0, 2)),
@@ -157,6 +159,8 @@ class KalmanTracker(ABC):
         self._next_id = 1
         self._frame = 0
         self._last_index: int | None = None
+        self._det_class = np.zeros(0, np.int64)
+        self._mixed_classes = False
 
     # ---------------------------------------------------------------------------- the loop
     def update(self, detections: Detections) -> Detections:
@@ -167,6 +171,9 @@ class KalmanTracker(ABC):
             tracks.lost_for += steps
         boxes = detections.xyxy.astype(np.float64)
         scores = detections.confidence.astype(np.float64)
+        self._det_class = detections.class_id
+        classes = np.concatenate([self._det_class, tracks.class_id])
+        self._mixed_classes = bool(len(classes)) and bool(classes.min() != classes.max())
         track_rows, det_rows = self._associate(boxes, scores, detections.embedding)
         if len(track_rows):
             self._on_matched(track_rows, boxes[det_rows], scores[det_rows], detections.embedding, det_rows)
@@ -303,6 +310,7 @@ class KalmanTracker(ABC):
                 score=scores[rows],
                 last_box=boxes[rows],
                 last_seen=np.full(n, self._frame, np.int64),
+                class_id=self._det_class[rows],
                 history=np.concatenate([np.zeros((n, HISTORY - 1, 4)), boxes[rows, None, :]], axis=1),
                 history_seen=np.concatenate(
                     [np.full((n, HISTORY - 1), -1, np.int64), np.full((n, 1), self._frame, np.int64)], axis=1
@@ -316,12 +324,18 @@ class KalmanTracker(ABC):
         return (rows, ids.astype(np.int64)) if first_frame else None
 
     # ---------------------------------------------------------------------------- helpers
-    def _motion_cost(self, track_rows: Index, boxes: Array) -> Array:
-        """``1 - IoU`` between predicted track boxes and detections."""
+    def _motion_cost(self, track_rows: Index, det_rows: Index, boxes: Array) -> Array:
+        """``1 - IoU`` between predicted track boxes and detections ``boxes[det_rows]``."""
         from crossview.track.association import iou_matrix
 
         predicted = self._filter.boxes(self._tracks.mean[track_rows])
-        return 1.0 - iou_matrix(predicted, boxes)
+        return self._gate_classes(1.0 - iou_matrix(predicted, boxes[det_rows]), track_rows, det_rows)
+
+    def _gate_classes(self, cost: Array, track_rows: Index, det_rows: Index) -> Array:
+        """A detection of another class costs the maximum: tracks never change class."""
+        if self._mixed_classes and cost.size:
+            cost[self._tracks.class_id[track_rows][:, None] != self._det_class[det_rows][None, :]] = 1.0
+        return cost
 
     def _fused_cost(
         self,
@@ -337,7 +351,7 @@ class KalmanTracker(ABC):
         """
         from crossview.track.association import cosine_distance
 
-        cost = self._motion_cost(track_rows, boxes[det_rows])
+        cost = self._motion_cost(track_rows, det_rows, boxes)
         tracks = self._tracks
         weight = self.config.appearance_weight
         if weight == 0 or embeddings is None or tracks.embedding is None or cost.size == 0:

@@ -57,7 +57,7 @@ class OcSortTracker(KalmanTracker):
 
         # Round 2 (BYTE): weak detections for tracks still unmatched.
         leftover = every[rest_t]
-        low_iou = 1.0 - self._motion_cost(leftover, boxes[low])
+        low_iou = 1.0 - self._motion_cost(leftover, low, boxes)
         second_t, second_d, rest2_t, _ = assign(-low_iou, admissible=low_iou >= config.match_iou)
         tracks_out.append(leftover[second_t])
         dets_out.append(low[second_d])
@@ -65,7 +65,9 @@ class OcSortTracker(KalmanTracker):
         # Round 3 (OCR): last observed boxes against the confident detections left over.
         leftover = leftover[rest2_t]
         remaining = high[rest_d]
-        last_iou = iou_matrix(tracks.last_box[leftover], boxes[remaining])
+        last_iou = 1.0 - self._gate_classes(
+            1.0 - iou_matrix(tracks.last_box[leftover], boxes[remaining]), leftover, remaining
+        )
         third_t, third_d, _, _ = assign(-last_iou, admissible=last_iou >= config.match_iou)
         tracks_out.append(leftover[third_t])
         dets_out.append(remaining[third_d])
