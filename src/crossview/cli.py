@@ -9,6 +9,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -205,6 +206,172 @@ def eval_mtmc(
         errors.print(f"[yellow]warning:[/] no predictions for camera {name}: scored as all misses")
     if json_path is not None:
         _write_json(json_path, {**scores.to_dict(), **location.to_dict()})
+
+
+class TrackerName(StrEnum):
+    sort = "sort"
+    bytetrack = "bytetrack"
+    ocsort = "ocsort"
+
+
+class BoxOutput(StrEnum):
+    track = "track"
+    detection = "detection"
+
+
+@app.command("track")
+def track(
+    source: Annotated[
+        str | None, typer.Argument(help="Video file, image folder (MOTChallenge img1/) or stream URL")
+    ] = None,
+    det: Annotated[
+        Path | None, typer.Option(help="Track precomputed MOTChallenge detections instead")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Write MOTChallenge results here")] = Path("results.txt"),
+    detector: Annotated[
+        str, typer.Option(help="motion (no weights) | yolox:MODEL.onnx | yolov8:MODEL.onnx")
+    ] = "motion",
+    tracker: Annotated[TrackerName, typer.Option(help="Per-camera tracker")] = TrackerName.ocsort,
+    embedder: Annotated[
+        str | None, typer.Option(help="Appearance for association: color | osnet:MODEL.onnx")
+    ] = None,
+    video: Annotated[Path | None, typer.Option(help="Also write an annotated video (.mp4)")] = None,
+    classes: Annotated[str | None, typer.Option(help="Keep only these classes, e.g. person,car")] = None,
+    score_threshold: Annotated[float | None, typer.Option(help="Detector score threshold")] = None,
+    max_frames: Annotated[int | None, typer.Option(min=1, help="Stop after this many frames")] = None,
+    camera_id: Annotated[str | None, typer.Option(help="Camera id (default: the file name)")] = None,
+    frame_rate: Annotated[float | None, typer.Option(help="Override the source's frame rate")] = None,
+    seqinfo: Annotated[Path | None, typer.Option(help="With --det: seqinfo.ini for length and rate")] = None,
+    box: Annotated[BoxOutput, typer.Option(help="Write the tracker's filtered box or the detection's")] = (
+        BoxOutput.track
+    ),
+) -> None:
+    """Detect and track objects in a video, image folder or stream; or track a det.txt file."""
+    from crossview.io.formats import FormatError
+    from crossview.io.formats.mot import read_mot, read_seqinfo, write_mot
+    from crossview.track import make_tracker
+    from crossview.track.replay import track_table
+
+    if (source is None) == (det is None):
+        raise _fail("give either a SOURCE to detect in or --det DETECTIONS.txt, not both or neither")
+    if det is not None:
+        try:
+            table = read_mot(det)
+            info = read_seqinfo(seqinfo) if seqinfo is not None else None
+        except FormatError as error:
+            raise _fail(str(error)) from None
+        rate = frame_rate or (info.frame_rate if info else 30.0)
+        results = track_table(
+            table,
+            make_tracker(tracker.value, frame_rate=rate),
+            num_frames=info.length if info else None,
+            box=box.value,
+        )
+        write_mot(out, results)
+        console.print(
+            f"tracked {len(table)} detections: {len(results)} rows, "
+            f"{len(set(results.track_id.tolist()))} tracks -> {out}"
+        )
+        return
+    assert source is not None
+    _track_source(
+        source,
+        out=out,
+        detector=detector,
+        tracker=tracker.value,
+        embedder=embedder,
+        video=video,
+        classes=classes,
+        score_threshold=score_threshold,
+        max_frames=max_frames,
+        camera_id=camera_id,
+        frame_rate=frame_rate,
+        box=box.value,
+    )
+
+
+def _track_source(
+    source: str,
+    *,
+    out: Path,
+    detector: str,
+    tracker: str,
+    embedder: str | None,
+    video: Path | None,
+    classes: str | None,
+    score_threshold: float | None,
+    max_frames: int | None,
+    camera_id: str | None,
+    frame_rate: float | None,
+    box: str,
+) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from crossview.detect.factory import make_detector
+    from crossview.embed.factory import make_embedder
+    from crossview.io.formats.mot import MotTable, write_mot
+    from crossview.io.open import open_source
+    from crossview.io.sinks import VideoWriter, draw_tracks
+    from crossview.io.sources import SourceError
+    from crossview.pipeline import Pipeline
+    from crossview.track import make_tracker
+    from crossview.track.replay import tracked_rows
+
+    options: dict[str, Any] = {}
+    if classes:
+        options["classes"] = tuple(c.strip() for c in classes.split(",") if c.strip())
+    if score_threshold is not None:
+        if detector.startswith("motion"):
+            raise _fail(
+                "--score-threshold applies to ONNX detectors; the motion detector scores by fill ratio"
+            )
+        options["score_threshold"] = score_threshold
+    try:
+        frames_in = open_source(source, camera_id, max_frames=max_frames)
+        found = make_detector(detector, **options)
+        appearance = make_embedder(embedder) if embedder else None
+    except (SourceError, ValueError, FileNotFoundError) as error:
+        raise _fail(str(error)) from None
+    rate = frame_rate or getattr(frames_in, "fps", None) or 30.0
+    pipeline = Pipeline(found, lambda: make_tracker(tracker, frame_rate=rate), appearance)
+    names = dict(enumerate(getattr(found, "class_names", ()) or ()))
+    parts: list[MotTable] = []
+    writer = VideoWriter(video, rate) if video is not None else None
+    total = max_frames or getattr(frames_in, "frame_count", None)
+    columns = (TextColumn("[bold]tracking"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    try:
+        with frames_in, Progress(*columns, console=errors, transient=False) as progress:
+            task = progress.add_task("frames", total=total)
+            for result in pipeline.run(frames_in):
+                parts.append(tracked_rows(result.detections, box=box))  # type: ignore[arg-type]
+                if writer is not None:
+                    writer.write(draw_tracks(result.frame.image, result.detections, names))
+                progress.advance(task)
+    except SourceError as error:
+        raise _fail(str(error)) from None
+    finally:
+        if writer is not None:
+            writer.close()
+    results = MotTable(
+        frame=np.concatenate([p.frame for p in parts]) if parts else np.zeros(0, np.int64),
+        track_id=np.concatenate([p.track_id for p in parts]) if parts else np.zeros(0, np.int64),
+        xywh=np.concatenate([p.xywh for p in parts]) if parts else np.zeros((0, 4)),
+        score=np.concatenate([p.score for p in parts]) if parts else np.zeros(0),
+        extra=np.concatenate([p.extra for p in parts]) if parts else np.zeros((0, 3)),
+    )
+    write_mot(out, results)
+    stats = frames_in.stats
+    latency = pipeline.latency_summary()
+    console.print(
+        f"{len(parts)} frames, {len(results)} tracked boxes, {len(set(results.track_id.tolist()))} tracks "
+        f"-> {out}" + (f", video -> {video}" if video else "")
+    )
+    console.print(
+        "per-frame latency (ms): "
+        + ", ".join(f"{stage} p50 {s.p50:.1f} p99 {s.p99:.1f}" for stage, s in latency.items())
+    )
+    if stats.corrupt_frames:
+        errors.print(f"[yellow]warning:[/] {stats.corrupt_frames} corrupt frames were skipped")
 
 
 @sample_app.command("mot")

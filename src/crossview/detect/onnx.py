@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from crossview.core.detections import Detections
 from crossview.core.frame import Frame
+from crossview.detect.coco import COCO_CLASSES
 from crossview.detect.heads import Dimension, Head, YoloV8Head, YoloxHead
 from crossview.detect.nms import non_max_suppression
 from crossview.detect.preprocess import BoxMapping, letterbox_batch, to_tensor
@@ -67,7 +68,8 @@ class OnnxDetectorConfig(BaseModel):
       hidden by a bicycle is still found as a person when only persons are wanted.
     - ``class_agnostic_nms``: suppress overlapping boxes across classes too.
     - ``class_names``: the names of the model's classes, in order, or a text file with one per
-      line (like ``coco_classes.txt``); ``None`` names them by index (``"0"``, ``"1"``, ...).
+      line (like ``coco_classes.txt``); ``None`` uses the COCO names for an 80-class model and
+      indices (``"0"``, ``"1"``, ...) otherwise.
       Their number must equal the model's.
     - ``input_size``: ``(width, height)`` for a model whose spatial input size is dynamic;
       must agree with the model's when the model declares one.
@@ -347,7 +349,8 @@ def _input_geometry(
 
 def _class_names(source: tuple[str, ...] | Path | None, count: int, path: Path) -> tuple[str, ...]:
     if source is None:
-        return tuple(str(i) for i in range(count))
+        # An 80-class model is taken to be COCO-trained, the overwhelmingly common case.
+        return COCO_CLASSES if count == len(COCO_CLASSES) else tuple(str(i) for i in range(count))
     names = read_class_names(source) if isinstance(source, Path) else source
     if len(names) != count:
         where = f" (from {source})" if isinstance(source, Path) else ""
