@@ -17,8 +17,8 @@ from crossview.core.detections import Detections
 def _colour(track_id: int) -> tuple[int, int, int]:
     """A stable, distinct BGR colour per id (golden-ratio hue steps)."""
     hue = int((track_id * 0.618033988749895 % 1.0) * 179)
-    hsv = np.uint8([[[hue, 200, 255]]])
-    b, g, r = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0]
+    hsv = np.array([[[hue, 200, 255]]], dtype=np.uint8)
+    b, g, r = np.asarray(cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR))[0, 0]
     return int(b), int(g), int(r)
 
 
@@ -67,26 +67,25 @@ class VideoWriter:
         self.frames_written = 0
 
     def write(self, image: NDArray[np.uint8]) -> None:
-        if self._stream is None:
-            codec = "libx264" if self.path.suffix.lower() in (".mp4", ".mkv", ".mov") else "mpeg4"
-            self._stream = self._container.add_stream(codec, rate=round(self._fps))
-            self._stream.width = image.shape[1] - image.shape[1] % 2
-            self._stream.height = image.shape[0] - image.shape[0] % 2
-            self._stream.pix_fmt = "yuv420p"
-        stream = self._stream
-        if (
-            image.shape[1] - image.shape[1] % 2 != stream.width
-            or image.shape[0] - image.shape[0] % 2 != stream.height
-        ):
-            raise ValueError(
-                f"frame size {image.shape[1]}x{image.shape[0]} differs from {stream.width}x{stream.height}"
-            )
-        frame = av.VideoFrame.from_ndarray(
-            np.ascontiguousarray(image[: stream.height, : stream.width]), format="bgr24"
-        )
+        stream = self._stream if self._stream is not None else self._open(image)
+        width, height = int(stream.width), int(stream.height)
+        if image.shape[1] - image.shape[1] % 2 != width or image.shape[0] - image.shape[0] % 2 != height:
+            raise ValueError(f"frame size {image.shape[1]}x{image.shape[0]} differs from {width}x{height}")
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[:height, :width]), format="bgr24")
         for packet in stream.encode(frame):
             self._container.mux(packet)
         self.frames_written += 1
+
+    def _open(self, image: NDArray[np.uint8]) -> av.VideoStream:
+        codec = "libx264" if self.path.suffix.lower() in (".mp4", ".mkv", ".mov") else "mpeg4"
+        stream = self._container.add_stream(codec, rate=round(self._fps))
+        if not isinstance(stream, av.VideoStream):
+            raise TypeError(f"{codec} did not open a video stream")
+        stream.width = image.shape[1] - image.shape[1] % 2  # yuv420p needs even sizes
+        stream.height = image.shape[0] - image.shape[0] % 2
+        stream.pix_fmt = "yuv420p"
+        self._stream = stream
+        return stream
 
     def close(self) -> None:
         if self._stream is not None:
