@@ -128,7 +128,8 @@ def main() -> None:
         fast = run(frames, embedder, batch, rate=None)
         print(
             f"| {label} | {batch} | {live['p50']:.1f} | {live['p99']:.1f} | {live['dropped']:.0f} | "
-            f"{fast['fps']:.1f} | {fast['detect_p50']:.1f} / {fast['embed_p50']:.1f} / {fast['track_p50']:.2f} |"
+            f"{fast['fps']:.1f} | {fast['detect_p50']:.1f} / {fast['embed_p50']:.1f} / "
+            f"{fast['track_p50']:.2f} |"
         )
 
 
