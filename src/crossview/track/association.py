@@ -8,6 +8,7 @@ from scipy.optimize import linear_sum_assignment
 
 Array = NDArray[np.float64]
 Index = NDArray[np.int64]
+_INADMISSIBLE = 1e6
 
 
 def iou_matrix(a: Array, b: Array) -> Array:
@@ -46,20 +47,23 @@ def assign(
     if rows_n == 0 or cols_n == 0:
         empty = np.zeros(0, np.int64)
         return empty, empty, np.arange(rows_n), np.arange(cols_n)
-    allowed = np.ones(cost.shape, bool) if admissible is None else admissible
-    if max_cost is not None:
-        allowed = allowed & (cost <= max_cost)
-    if not allowed.any():
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.arange(rows_n), np.arange(cols_n)
-    # Inadmissible pairs are made unattractive rather than removed, so they never displace
-    # an admissible pair; they are dropped after solving.
-    penalty = float(np.abs(cost[allowed]).max()) * 2 + 1e4
-    rows, cols = linear_sum_assignment(np.where(allowed, cost, penalty))
-    keep = allowed[rows, cols]
-    rows, cols = rows[keep].astype(np.int64), cols[keep].astype(np.int64)
+    if admissible is None:
+        if max_cost is None:
+            raise ValueError("assign needs max_cost, admissible, or both")
+        allowed = cost <= max_cost
+    else:
+        allowed = admissible if max_cost is None else admissible & (cost <= max_cost)
+    if allowed.sum(axis=0).max() <= 1 and allowed.sum(axis=1).max() <= 1:
+        # Each row and column has at most one admissible partner: the matching is forced.
+        rows, cols = np.nonzero(allowed)
+    else:
+        # Inadmissible pairs are made unattractive rather than removed, so they never displace
+        # an admissible pair (tracker costs lie within a few units of zero); dropped after.
+        rows, cols = linear_sum_assignment(np.where(allowed, cost, _INADMISSIBLE))
+        keep = allowed[rows, cols]
+        rows, cols = rows[keep], cols[keep]
     free_rows = np.ones(rows_n, bool)
     free_rows[rows] = False
     free_cols = np.ones(cols_n, bool)
     free_cols[cols] = False
-    unmatched_rows, unmatched_cols = np.flatnonzero(free_rows), np.flatnonzero(free_cols)
-    return rows, cols, unmatched_rows, unmatched_cols
+    return rows, cols, np.flatnonzero(free_rows), np.flatnonzero(free_cols)

@@ -12,6 +12,7 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field
 
 from crossview.core.detections import Detections
+from crossview.track.association import iou_matrix
 from crossview.track.kalman import BoxKalmanFilter
 
 Array = NDArray[np.float64]
@@ -161,6 +162,7 @@ class KalmanTracker(ABC):
         self._last_index: int | None = None
         self._det_class = np.zeros(0, np.int64)
         self._mixed_classes = False
+        self._iou = np.zeros((0, 0))
 
     # ---------------------------------------------------------------------------- the loop
     def update(self, detections: Detections) -> Detections:
@@ -172,8 +174,9 @@ class KalmanTracker(ABC):
         boxes = detections.xyxy.astype(np.float64)
         scores = detections.confidence.astype(np.float64)
         self._det_class = detections.class_id
-        classes = np.concatenate([self._det_class, tracks.class_id])
-        self._mixed_classes = bool(len(classes)) and bool(classes.min() != classes.max())
+        self._mixed_classes = self._has_mixed_classes()
+        # Every round of every tracker reads this one matrix: prediction-to-detection IoU.
+        self._iou = iou_matrix(self._filter.boxes(tracks.mean), boxes)
         track_rows, det_rows = self._associate(boxes, scores, detections.embedding)
         if len(track_rows):
             self._on_matched(track_rows, boxes[det_rows], scores[det_rows], detections.embedding, det_rows)
@@ -192,6 +195,17 @@ class KalmanTracker(ABC):
             new_rows, new_ids = created
             ids[new_rows] = new_ids
         return detections.with_tracker_ids(ids, track_xyxy=smoothed.astype(np.float32))
+
+    def _has_mixed_classes(self) -> bool:
+        """Whether this frame's detections and the live tracks span more than one class."""
+        classes = self._det_class
+        if len(classes) and classes.min() != classes.max():
+            return True
+        known = self._tracks.class_id
+        if len(known) == 0:
+            return False
+        first = known[0] if not len(classes) else classes[0]
+        return bool(known.min() != first or known.max() != first)
 
     def _advance(self, frame_index: int | None) -> int:
         """Frames elapsed since the last update (1 when frames carry no index)."""
@@ -218,15 +232,16 @@ class KalmanTracker(ABC):
         det_rows: Index,
     ) -> None:
         tracks = self._tracks
-        mean, covariance = self._filter.update(tracks.mean[track_rows], tracks.covariance[track_rows], boxes)
+        mean, covariance = tracks.mean[track_rows], tracks.covariance[track_rows]  # copies
+        self._filter.update_in_place(mean, covariance, boxes)
         tracks.mean[track_rows], tracks.covariance[track_rows] = mean, covariance
         tracks.hits[track_rows] += 1
         tracks.lost_for[track_rows] = 0
         tracks.score[track_rows] = scores
+        if self.keeps_history:  # before last_box moves on: directions start from the previous observation
+            self._record_observation(track_rows, boxes)
         tracks.last_box[track_rows] = boxes
         tracks.last_seen[track_rows] = self._frame
-        if self.keeps_history:
-            self._record_observation(track_rows, boxes)
         if embeddings is not None and tracks.embedding is not None:
             momentum = self.config.appearance_momentum
             blended = momentum * tracks.embedding[track_rows] + (1 - momentum) * embeddings[det_rows]
@@ -241,7 +256,7 @@ class KalmanTracker(ABC):
     def _record_observation(self, track_rows: Index, boxes: Array) -> None:
         """Keep the observation history, motion direction and post-update anchor state."""
         tracks = self._tracks
-        tracks.velocity[track_rows] = _direction(self._reference_box(track_rows, self._frame), boxes)
+        tracks.velocity[track_rows] = _direction(self._observation_reference(track_rows), boxes)
         tracks.history[track_rows] = np.concatenate(
             [tracks.history[track_rows, 1:], boxes[:, None, :]], axis=1
         )
@@ -250,6 +265,10 @@ class KalmanTracker(ABC):
         )
         tracks.anchor_mean[track_rows] = tracks.mean[track_rows]
         tracks.anchor_covariance[track_rows] = tracks.covariance[track_rows]
+
+    def _observation_reference(self, track_rows: Index) -> Array:
+        """The observation each matched track's new direction of motion is measured from."""
+        return self._reference_box(track_rows, self._frame)
 
     def _reference_box(self, track_rows: Index, frame: int, delta: int = HISTORY - 1) -> Array:
         """Each track's observation from about ``delta`` frames before ``frame``.
@@ -324,17 +343,15 @@ class KalmanTracker(ABC):
         return (rows, ids.astype(np.int64)) if first_frame else None
 
     # ---------------------------------------------------------------------------- helpers
-    def _motion_cost(self, track_rows: Index, det_rows: Index, boxes: Array) -> Array:
-        """``1 - IoU`` between predicted track boxes and detections ``boxes[det_rows]``."""
-        from crossview.track.association import iou_matrix
-
-        predicted = self._filter.boxes(self._tracks.mean[track_rows])
-        return self._gate_classes(1.0 - iou_matrix(predicted, boxes[det_rows]), track_rows, det_rows)
+    def _motion_cost(self, track_rows: Index, det_rows: Index) -> Array:
+        """``1 - IoU`` between the tracks' predicted boxes and the detections (this frame's)."""
+        cost: Array = 1.0 - self._iou[track_rows[:, None], det_rows]
+        return self._gate_classes(cost, track_rows, det_rows)
 
     def _gate_classes(self, cost: Array, track_rows: Index, det_rows: Index) -> Array:
         """A detection of another class costs the maximum: tracks never change class."""
         if self._mixed_classes and cost.size:
-            cost[self._tracks.class_id[track_rows][:, None] != self._det_class[det_rows][None, :]] = 1.0
+            cost[self._tracks.class_id[track_rows][:, None] != self._det_class[det_rows]] = 1.0
         return cost
 
     def _fused_cost(
@@ -351,7 +368,7 @@ class KalmanTracker(ABC):
         """
         from crossview.track.association import cosine_distance
 
-        cost = self._motion_cost(track_rows, det_rows, boxes)
+        cost = self._motion_cost(track_rows, det_rows)
         tracks = self._tracks
         weight = self.config.appearance_weight
         if weight == 0 or embeddings is None or tracks.embedding is None or cost.size == 0:

@@ -51,7 +51,7 @@ class ByteTrackTracker(KalmanTracker):
 
         leftover = pool[rest_t]
         tracked = leftover[state[leftover] == CONFIRMED]
-        second_t, second_d, _, _ = assign(self._motion_cost(tracked, low, boxes), 1.0 - config.low_match_iou)
+        second_t, second_d, _, _ = assign(self._motion_cost(tracked, low), 1.0 - config.low_match_iou)
         tracks_out.append(tracked[second_t])
         dets_out.append(low[second_d])
 

@@ -48,6 +48,7 @@ class OcSortTracker(KalmanTracker):
         high = np.flatnonzero(scores >= config.high_score)
         low = np.flatnonzero((scores >= config.low_score) & (scores < config.high_score))
         every = np.arange(len(tracks))
+        self._frame_reference = self._reference_box(every, self._frame, self.config.delta_frames)
 
         # Round 1: IoU with the prediction plus agreement with the observed direction.
         iou = 1.0 - self._fused_cost(every, high, boxes, embeddings)
@@ -57,7 +58,7 @@ class OcSortTracker(KalmanTracker):
 
         # Round 2 (BYTE): weak detections for tracks still unmatched.
         leftover = every[rest_t]
-        low_iou = 1.0 - self._motion_cost(leftover, low, boxes)
+        low_iou = 1.0 - self._motion_cost(leftover, low)
         second_t, second_d, rest2_t, _ = assign(-low_iou, admissible=low_iou >= config.match_iou)
         tracks_out.append(leftover[second_t])
         dets_out.append(low[second_d])
@@ -74,21 +75,26 @@ class OcSortTracker(KalmanTracker):
         return np.concatenate(tracks_out), np.concatenate(dets_out)
 
     def _momentum(self, track_rows: Index, boxes: Array) -> Array:
-        """How well each detection continues each track's observed direction, in [-w/2, w/2]."""
+        """How well each detection continues each track's observed direction, in [-w/2, w/2].
+
+        The angle between the track's direction of motion and the direction from its observation
+        ``delta_frames`` ago to the detection, mapped to ``arcsin(cos(angle)) / pi`` (OC-SORT's
+        ``(pi/2 - angle) / pi``) and weighted; 0 for tracks with no direction yet.
+        """
         tracks = self._tracks
         if len(track_rows) == 0 or len(boxes) == 0:
             return np.zeros((len(track_rows), len(boxes)))
-        start = self._reference_box(track_rows, self._frame, self.config.delta_frames)
-        start_centre = (start[:, None, :2] + start[:, None, 2:]) / 2
-        centre = (boxes[None, :, :2] + boxes[None, :, 2:]) / 2
-        delta = centre - start_centre
-        direction = delta / np.maximum(np.linalg.norm(delta, axis=2, keepdims=True), 1e-6)
+        start = self._frame_reference[track_rows]
+        dx = np.subtract.outer(-(start[:, 0] + start[:, 2]) / 2, -(boxes[:, 0] + boxes[:, 2]) / 2)
+        dy = np.subtract.outer(-(start[:, 1] + start[:, 3]) / 2, -(boxes[:, 1] + boxes[:, 3]) / 2)
         velocity = tracks.velocity[track_rows]
-        cosine = np.clip(np.einsum("tk,tdk->td", velocity, direction), -1.0, 1.0)
-        agreement = (np.pi / 2 - np.abs(np.arccos(cosine))) / np.pi
-        known = np.any(velocity != 0, axis=1)[:, None]
-        result: Array = np.where(known, agreement, 0.0) * self.config.momentum_weight
+        cosine = (velocity[:, :1] * dx + velocity[:, 1:] * dy) / np.maximum(np.hypot(dx, dy), 1e-6)
+        np.clip(cosine, -1.0, 1.0, out=cosine)
+        result: Array = np.arcsin(cosine) * (self.config.momentum_weight / np.pi)
         return result
+
+    def _observation_reference(self, track_rows: Index) -> Array:
+        return self._frame_reference[track_rows]
 
     def _on_matched(
         self,
@@ -106,18 +112,8 @@ class OcSortTracker(KalmanTracker):
 
     def _replay_gaps(self, rows: Index, boxes: Array, gaps: Index) -> None:
         """ORU: restart re-found tracks from their last observed state and update them along
-        straight virtual paths to the new observations, all tracks at once, step by step."""
+        straight virtual paths to the new observations."""
         tracks = self._tracks
-        order = np.argsort(-gaps, kind="stable")  # longest gaps first: each step works on a prefix
-        rows, boxes, gaps = rows[order], boxes[order], gaps[order]
-        mean, covariance = tracks.anchor_mean[rows], tracks.anchor_covariance[rows]
-        start = tracks.last_box[rows]
-        shift = (boxes - start) / gaps[:, None]
-        remaining = np.searchsorted(-gaps, -np.arange(1, int(gaps[0])), side="left")  # tracks with gap > step
-        for step, count in enumerate(remaining.tolist(), start=1):
-            self._filter.predict_in_place(mean[:count], covariance[:count])
-            self._filter.update_in_place(
-                mean[:count], covariance[:count], start[:count] + shift[:count] * step
-            )
-        self._filter.predict_in_place(mean, covariance)
+        mean, covariance = tracks.anchor_mean[rows], tracks.anchor_covariance[rows]  # copies
+        self._filter.replay(mean, covariance, tracks.last_box[rows], boxes, gaps)
         tracks.mean[rows], tracks.covariance[rows] = mean, covariance
