@@ -6,7 +6,7 @@ Our SORT, ByteTrack and OC-SORT (defaults) and roboflow ``trackers`` 2.6.1 (SORT
 OC-SORT with their defaults, run by ``benchmarks/peers/run_roboflow_trackers.py`` in the peer's own
 environment) track ``../shared/data/mot17/*/det/det.txt``; every output is scored by crossview's
 TrackEval-equal metrics (MOTChallenge 2D-box protocol). Speed is frames per second of the update
-loop alone, detections already in memory, best of ``--repeats`` runs for ours and one for the peer.
+loop alone, detections already in memory, best of ``--repeats`` runs for both.
 Prints markdown for docs/benchmarks.md.
 """
 
