@@ -184,7 +184,8 @@ class KalmanTracker(ABC):
         live = self._tracks.state[track_rows] == CONFIRMED
         ids[det_rows[live]] = self._tracks.track_id[track_rows[live]]
         smoothed = boxes.copy()
-        smoothed[det_rows] = self._filter.boxes(self._tracks.mean[track_rows])
+        if len(track_rows):
+            smoothed[det_rows] = self._filter.boxes(self._tracks.mean[track_rows])
         self._retire()
         unmatched = np.ones(len(detections), bool)
         unmatched[det_rows] = False
@@ -318,6 +319,11 @@ class KalmanTracker(ABC):
         embedding = None
         if embeddings is not None:
             embedding = embeddings[rows].astype(np.float32)
+        found = boxes[rows]
+        history = np.zeros((n, HISTORY, 4))
+        history[:, -1] = found
+        history_seen = np.full((n, HISTORY), -1, np.int64)
+        history_seen[:, -1] = self._frame
         self._tracks.append(
             TrackStore(
                 mean=mean,
@@ -327,13 +333,11 @@ class KalmanTracker(ABC):
                 hits=np.ones(n, np.int64),
                 lost_for=np.zeros(n, np.int64),
                 score=scores[rows],
-                last_box=boxes[rows],
+                last_box=found,
                 last_seen=np.full(n, self._frame, np.int64),
                 class_id=self._det_class[rows],
-                history=np.concatenate([np.zeros((n, HISTORY - 1, 4)), boxes[rows, None, :]], axis=1),
-                history_seen=np.concatenate(
-                    [np.full((n, HISTORY - 1), -1, np.int64), np.full((n, 1), self._frame, np.int64)], axis=1
-                ),
+                history=history,
+                history_seen=history_seen,
                 velocity=np.zeros((n, 2)),
                 anchor_mean=mean.copy(),
                 anchor_covariance=covariance.copy(),
