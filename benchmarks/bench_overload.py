@@ -1,13 +1,15 @@
 """Overload: a live source at twice the rate the pipeline sustains, behind a ``drop_oldest`` buffer.
 
-A synthetic camera produces fresh 1280x720 frames, paced at twice the measured rate of a consumer
-that does a fixed amount of real OpenCV work per frame (Gaussian blurs, one OpenCV thread). The
-camera runs behind ``BufferedSource`` (``drop_oldest`` by default) for ``--seconds``. Reported:
-frames produced, consumed and dropped, resident memory sampled every half second (first, last,
-max: it must stay flat, since the buffer holds at most ``--capacity`` frames), and per-frame
-latency from arrival (the frame's timestamp) to the moment the consumer takes it.
+A camera produces fresh frames paced at twice the measured rate of the consumer, behind
+``BufferedSource`` (``drop_oldest`` by default) for ``--seconds``. The consumer is either the real
+perception pipeline (``--pipeline``: YOLOX-Nano + ByteTrack on frames of the shared street video,
+cycled) or a fixed amount of real OpenCV work per frame on synthetic 1280x720 frames (Gaussian
+blurs, one OpenCV thread). Reported: frames produced, consumed and dropped, resident memory sampled
+every half second (first, last, max: it must stay flat, since the buffer holds at most
+``--capacity`` frames), and per-frame latency from arrival (the frame's timestamp) to the moment
+the consumer is done with it (tracks out, with ``--pipeline``).
 
-    python benchmarks/bench_overload.py [--seconds 60] [--work-ms 20] [--capacity 4]
+    python benchmarks/bench_overload.py [--seconds 60] [--pipeline | --work-ms 20] [--capacity 4]
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import shlex
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
@@ -46,13 +48,15 @@ class PacedSyntheticSource:
     the average rate.
     """
 
-    def __init__(self, fps: float, camera_id: str = "synthetic") -> None:
+    def __init__(
+        self, fps: float, camera_id: str = "synthetic", images: list[NDArray[np.uint8]] | None = None
+    ) -> None:
         self._period = 1.0 / fps
         self._camera_id = camera_id
         self._stats = SourceStats()
         self._stop = threading.Event()
         rng = np.random.default_rng(0)
-        self._template = rng.integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+        self._images = images or [rng.integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)]
 
     @property
     def camera_id(self) -> str:
@@ -69,8 +73,7 @@ class PacedSyntheticSource:
             delay = due - time.perf_counter()
             if delay > 0 and self._stop.wait(delay):
                 return
-            image = self._template.copy()
-            image[0, 0, 0] = index % 256
+            image = self._images[index % len(self._images)].copy()
             yield Frame(image, self._camera_id, index, time.perf_counter())
             self._stats.frames_read += 1
             index += 1
@@ -158,7 +161,8 @@ class MemorySampler:
 class OverloadResult:
     """What one run measured."""
 
-    repeats: int
+    consumer: str
+    frame_bytes: int
     work_ms: float
     consumer_fps: float
     source_fps: float
@@ -170,21 +174,64 @@ class OverloadResult:
     rss: list[tuple[float, int]]
 
 
-def run(seconds: float, work_ms: float, capacity: int, policy: OverflowPolicy) -> OverloadResult:
+def pipeline_consumer() -> tuple[Callable[[Frame], object], list[NDArray[np.uint8]], str]:
+    """YOLOX-Nano + ByteTrack on the shared street video's frames, as the consumer."""
+    from pathlib import Path
+
+    from crossview.detect.factory import make_detector
+    from crossview.io.sources import VideoFileSource
+    from crossview.pipeline import Pipeline
+    from crossview.track import make_tracker
+
+    shared = Path(__file__).resolve().parents[1].parent / "shared"
+    video, model = shared / "data" / "video" / "vtest.avi", shared / "models" / "yolox_nano.onnx"
+    if not video.exists() or not model.exists():
+        sys.exit(f"--pipeline needs {video} and {model}")
+    with VideoFileSource(video, "street", max_frames=200) as source:
+        images = [frame.image for frame in source]
+    pipeline = Pipeline(
+        make_detector(f"yolox:{model}", classes=("person", "car"), intra_op_num_threads=2),
+        lambda: make_tracker("bytetrack", frame_rate=10.0),
+    )
+
+    def consume(frame: Frame) -> object:
+        return pipeline.process([frame])
+
+    return consume, images, "YOLOX-Nano + ByteTrack on vtest.avi frames"
+
+
+def run(
+    seconds: float, work_ms: float, capacity: int, policy: OverflowPolicy, *, use_pipeline: bool
+) -> OverloadResult:
     """Calibrate the consumer, run the 2x source behind the buffer for ``seconds``, measure."""
     cv2.setNumThreads(1)  # a fixed, single-core budget per frame: the consumer's rate is stable
-    probe = np.random.default_rng(1).integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
-    work, measured_ms = Work.calibrated(work_ms, probe)
+    images: list[NDArray[np.uint8]] | None = None
+    if use_pipeline:
+        consume, images, label = pipeline_consumer()
+        started = time.perf_counter()
+        for index in range(30):
+            consume(Frame(images[index], "calibration", index, 0.0))
+        measured_ms = (time.perf_counter() - started) / 30 * 1000
+    else:
+        probe = np.random.default_rng(1).integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+        work, measured_ms = Work.calibrated(work_ms, probe)
+
+        def consume(frame: Frame) -> object:
+            return work(frame.image)
+
+        label = f"{work.repeats} x GaussianBlur 15x15 on {WIDTH}x{HEIGHT}, 1 OpenCV thread"
     consumer_fps = 1000.0 / measured_ms
-    source = PacedSyntheticSource(fps=2.0 * consumer_fps)
+    source = PacedSyntheticSource(fps=2.0 * consumer_fps, images=images)
     latencies: list[float] = []
     consumed = 0
+    frame_bytes = 0
     with MemorySampler() as memory:
         buffered = BufferedSource(source, capacity=capacity, policy=policy)
         started = time.perf_counter()
         for frame in buffered:
+            consume(frame)
             latencies.append(time.perf_counter() - frame.timestamp)
-            work(frame.image)
+            frame_bytes = frame.image.nbytes
             consumed += 1
             if time.perf_counter() - started >= seconds:
                 break
@@ -192,7 +239,8 @@ def run(seconds: float, work_ms: float, capacity: int, policy: OverflowPolicy) -
         buffer = buffered.buffer_stats()
         buffered.close()
     return OverloadResult(
-        repeats=work.repeats,
+        consumer=label,
+        frame_bytes=frame_bytes,
         work_ms=measured_ms,
         consumer_fps=consumer_fps,
         source_fps=2.0 * consumer_fps,
@@ -209,7 +257,7 @@ def report(result: OverloadResult, capacity: int) -> str:
     """The markdown block for docs/benchmarks.md."""
     latency, buffer = result.latency, result.buffer
     backlog = result.produced - result.consumed
-    frame_gib = WIDTH * HEIGHT * 3 / 1024**3
+    frame_gib = result.frame_bytes / 1024**3
     first, last, peak = result.rss[0][1] / MIB, result.rss[-1][1] / MIB, max(v for _, v in result.rss) / MIB
     # Memory grows while the buffer and the allocator's pools fill; after that it must stay flat.
     warm_at, warm = min(result.rss, key=lambda sample: abs(sample[0] - min(5.0, result.elapsed / 4)))
@@ -224,8 +272,7 @@ def report(result: OverloadResult, capacity: int) -> str:
         "",
         "| figure | value |",
         "|---|---|",
-        f"| consumer work per frame | {result.work_ms:.1f} ms ({result.repeats} x GaussianBlur 15x15 "
-        f"on {WIDTH}x{HEIGHT}, 1 OpenCV thread) |",
+        f"| consumer work per frame | {result.work_ms:.1f} ms ({result.consumer}) |",
         f"| consumer rate / source rate | {result.consumer_fps:.1f} / {result.source_fps:.1f} fps |",
         f"| run | {result.elapsed:.1f} s |",
         f"| frames produced | {result.produced} ({result.produced / result.elapsed:.1f}/s) |",
@@ -233,7 +280,7 @@ def report(result: OverloadResult, capacity: int) -> str:
         f"| frames dropped | {buffer.dropped} ({buffer.dropped / max(result.produced, 1):.1%} of produced) |",
         f"| left in the buffer at the end | {buffer.depth} |",
         f"| buffer high-water mark | {buffer.high_water} of {capacity} |",
-        f"| latency arrival to consumption, p50 / p90 / p99 / max | {latency.p50:.1f} / {latency.p90:.1f} / "
+        f"| latency arrival to done, p50 / p90 / p99 / max | {latency.p50:.1f} / {latency.p90:.1f} / "
         f"{latency.p99:.1f} / {latency.max:.1f} ms (n = {latency.count}) |",
         f"| RSS first / last / max ({len(result.rss)} samples, every 0.5 s) | {first:.1f} / {last:.1f} / "
         f"{peak:.1f} MiB (last - first {last - first:+.1f} MiB) |",
@@ -256,8 +303,10 @@ def main() -> None:
         choices=[policy.value for policy in OverflowPolicy],
         default=OverflowPolicy.DROP_OLDEST.value,
     )
+    parser.add_argument("--pipeline", action="store_true", help="consume with YOLOX-Nano + ByteTrack")
     args = parser.parse_args()
-    result = run(args.seconds, args.work_ms, args.capacity, OverflowPolicy(args.policy))
+    policy = OverflowPolicy(args.policy)
+    result = run(args.seconds, args.work_ms, args.capacity, policy, use_pipeline=args.pipeline)
     print(report(result, args.capacity))
 
 
