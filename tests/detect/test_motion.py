@@ -14,6 +14,7 @@ from crossview.core.detections import Detections
 from crossview.core.frame import Frame
 from crossview.detect.base import Detector
 from crossview.detect.motion import MotionConfig, MotionDetector
+from tests.conftest import shared_path
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 VIDEO = SHARED / "data" / "video" / "vtest.avi"
@@ -214,9 +215,7 @@ def test_a_restarted_source_starts_a_fresh_model() -> None:
 # ------------------------------------------------------------------------------ real video
 @pytest.fixture(scope="module")
 def street() -> tuple[list[Frame], list[Detections]]:
-    if not VIDEO.exists():
-        pytest.skip(f"real sample video not available: {VIDEO} is missing (../shared is not checked out)")
-    capture = cv2.VideoCapture(str(VIDEO))
+    capture = cv2.VideoCapture(str(shared_path("data", "video", "vtest.avi")))
     images = []
     while True:
         ok, image = capture.read()

@@ -15,6 +15,7 @@ from crossview.embed.base import Embedder
 from crossview.embed.color import ColorHistogramConfig, ColorHistogramEmbedder
 from crossview.eval.reid import reid_metrics_from_features
 from crossview.io.formats.reid import ReidManifest, read_reid_manifest
+from tests.conftest import shared_path
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 MARKET = SHARED / "data" / "market1501" / "manifest.csv"
@@ -43,9 +44,7 @@ def read_images(files: NDArray[np.str_]) -> list[Image]:
 
 @pytest.fixture(scope="module")
 def market() -> ReidManifest:
-    if not MARKET.exists():
-        pytest.skip(f"real sample data not available: {MARKET} is missing (../shared is not checked out)")
-    return read_reid_manifest(MARKET)
+    return read_reid_manifest(shared_path("data", "market1501", "manifest.csv"))
 
 
 @pytest.fixture(scope="module")

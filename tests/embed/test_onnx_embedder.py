@@ -17,6 +17,7 @@ from crossview.embed.base import Embedder
 from crossview.embed.onnx import OnnxReidEmbedder
 from crossview.eval.reid import reid_metrics_from_features
 from crossview.io.formats.reid import ReidManifest, read_reid_manifest
+from tests.conftest import shared_path
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 OSNET = SHARED / "models" / "osnet_x0_25_msmt17.onnx"
@@ -26,9 +27,7 @@ Image = NDArray[np.uint8]
 
 
 def need(path: Path) -> Path:
-    if not path.exists():
-        pytest.skip(f"real sample data not available: {path} is missing (../shared is not checked out)")
-    return path
+    return shared_path(*path.relative_to(SHARED).parts)
 
 
 def read_images(files: NDArray[np.str_]) -> list[Image]:

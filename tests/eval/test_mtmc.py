@@ -21,6 +21,7 @@ from crossview.eval.mtmc import (
 from crossview.io.formats.mot import MotTable
 from crossview.io.formats.mtmc import MtmcTable
 from crossview.io.formats.vatic import read_vatic_views
+from tests.conftest import shared_path
 
 UCLA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ucla-campus-auditorium"
 
@@ -232,9 +233,7 @@ def test_localisation_error_without_pairs_is_nan() -> None:
 # ---------------------------------------------------------------------------------- UCLA CAMPUS
 @pytest.fixture(scope="module")
 def ucla_gt() -> MtmcTable:
-    if not UCLA.is_dir():
-        pytest.skip(f"real sample data not available: {UCLA} is missing (../shared is not checked out here)")
-    return read_vatic_views(UCLA)
+    return read_vatic_views(shared_path("data", "ucla-campus-auditorium"))
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import pytest
 from numpy.typing import NDArray
 
 from crossview.eval.reid import ReidResult, cosine_distance, reid_metrics, reid_metrics_from_features
+from tests.conftest import shared_path
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 
@@ -270,10 +271,7 @@ def test_rejects_bad_input() -> None:
 
 @pytest.fixture
 def market_manifest() -> Path:
-    path = SHARED / "data" / "market1501" / "manifest.csv"
-    if not path.is_file():
-        pytest.skip(f"shared Market-1501 sample not found at {path} (needs ../shared beside the repository)")
-    return path
+    return shared_path("data", "market1501", "manifest.csv")
 
 
 def test_oracle_distances_on_market_labels_score_perfectly(market_manifest: Path) -> None:

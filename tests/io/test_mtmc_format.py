@@ -12,6 +12,7 @@ from crossview.io.formats import FormatError
 from crossview.io.formats.mot import MotTable
 from crossview.io.formats.mtmc import MtmcTable, camera_name, read_mtmc, sorted_cameras, write_mtmc
 from crossview.io.formats.vatic import read_vatic, read_vatic_views, vatic_to_mot
+from tests.conftest import shared_path
 
 UCLA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ucla-campus-auditorium"
 UCLA_VISIBLE_ROWS = {"HC3": 13694, "HC4": 3262, "IP2": 44223, "IP5": 72989}
@@ -19,9 +20,7 @@ UCLA_ALL_ROWS = {"HC3": 98244, "HC4": 76412, "IP2": 87312, "IP5": 103683}
 
 
 def ucla() -> Path:
-    if not UCLA.is_dir():
-        pytest.skip(f"real sample data not available: {UCLA} is missing (../shared is not checked out here)")
-    return UCLA
+    return shared_path("data", "ucla-campus-auditorium")
 
 
 def sample_table() -> MtmcTable:

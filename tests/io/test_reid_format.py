@@ -10,16 +10,14 @@ import pytest
 
 from crossview.io.formats import FormatError
 from crossview.io.formats.reid import ReidManifest, read_reid_manifest, write_reid_manifest
+from tests.conftest import shared_path
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 
 
 @pytest.fixture
 def market_manifest() -> Path:
-    path = SHARED / "data" / "market1501" / "manifest.csv"
-    if not path.is_file():
-        pytest.skip(f"shared Market-1501 sample not found at {path} (needs ../shared beside the repository)")
-    return path
+    return shared_path("data", "market1501", "manifest.csv")
 
 
 def write(tmp_path: Path, text: str, name: str = "manifest.csv") -> Path:

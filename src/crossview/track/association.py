@@ -53,15 +53,16 @@ def assign(
         allowed = cost <= max_cost
     else:
         allowed = admissible if max_cost is None else admissible & (cost <= max_cost)
-    if allowed.sum(axis=0).max() <= 1 and allowed.sum(axis=1).max() <= 1:
+    per_row, per_col = allowed.sum(axis=1), allowed.sum(axis=0)
+    if per_row.max() <= 1 and per_col.max() <= 1:
         # Each row and column has at most one admissible partner: the matching is forced.
         rows, cols = np.nonzero(allowed)
-    else:
-        # Inadmissible pairs are made unattractive rather than removed, so they never displace
-        # an admissible pair (tracker costs lie within a few units of zero); dropped after.
-        rows, cols = linear_sum_assignment(np.where(allowed, cost, _INADMISSIBLE))
-        keep = allowed[rows, cols]
-        rows, cols = rows[keep], cols[keep]
+        return rows, cols, np.flatnonzero(per_row == 0), np.flatnonzero(per_col == 0)
+    # Inadmissible pairs are made unattractive rather than removed, so they never displace
+    # an admissible pair (tracker costs lie within a few units of zero); dropped after.
+    rows, cols = linear_sum_assignment(np.where(allowed, cost, _INADMISSIBLE))
+    keep = allowed[rows, cols]
+    rows, cols = rows[keep], cols[keep]
     free_rows = np.ones(rows_n, bool)
     free_rows[rows] = False
     free_cols = np.ones(cols_n, bool)

@@ -162,6 +162,7 @@ class KalmanTracker(ABC):
         self._last_index: int | None = None
         self._det_class = np.zeros(0, np.int64)
         self._mixed_classes = False
+        self._track_classes: set[int] = set()
         self._iou = np.zeros((0, 0))
 
     # ---------------------------------------------------------------------------- the loop
@@ -198,15 +199,18 @@ class KalmanTracker(ABC):
         return detections.with_tracker_ids(ids, track_xyxy=smoothed.astype(np.float32))
 
     def _has_mixed_classes(self) -> bool:
-        """Whether this frame's detections and the live tracks span more than one class."""
+        """Whether this frame's detections and the live tracks may span more than one class.
+
+        ``_track_classes`` holds every class a track was ever started with, so the answer can be
+        a cautious yes (the class gate is then applied and changes nothing); never a wrong no.
+        """
         classes = self._det_class
-        if len(classes) and classes.min() != classes.max():
+        if len(classes) == 0:
+            return len(self._track_classes) > 1
+        first = int(classes[0])
+        if (classes != first).any():
             return True
-        known = self._tracks.class_id
-        if len(known) == 0:
-            return False
-        first = known[0] if not len(classes) else classes[0]
-        return bool(known.min() != first or known.max() != first)
+        return bool(self._track_classes - {first})
 
     def _advance(self, frame_index: int | None) -> int:
         """Frames elapsed since the last update (1 when frames carry no index)."""
@@ -320,6 +324,8 @@ class KalmanTracker(ABC):
         if embeddings is not None:
             embedding = embeddings[rows].astype(np.float32)
         found = boxes[rows]
+        new_classes = self._det_class[rows]
+        self._track_classes.update(np.unique(new_classes).tolist())
         history = np.zeros((n, HISTORY, 4))
         history[:, -1] = found
         history_seen = np.full((n, HISTORY), -1, np.int64)
@@ -335,7 +341,7 @@ class KalmanTracker(ABC):
                 score=scores[rows],
                 last_box=found,
                 last_seen=np.full(n, self._frame, np.int64),
-                class_id=self._det_class[rows],
+                class_id=new_classes,
                 history=history,
                 history_seen=history_seen,
                 velocity=np.zeros((n, 2)),
