@@ -162,7 +162,7 @@ class TrackGallery:
 
     def _summarise(self, track: _TrackAccumulator) -> TrackSummary:
         mean = track.weighted_sum / max(track.weight, 1e-12)
-        embedding = (mean / max(np.linalg.norm(mean), 1e-12)).astype(np.float32)
+        embedding = (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
         box = ",".join(f"{v:.0f}" for v in track.best_box)
         entry = Entry(
             camera_id=track.camera_id,
