@@ -6,6 +6,7 @@ import json
 import warnings
 from collections.abc import Mapping
 from enum import StrEnum
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -41,7 +42,7 @@ class Missing(StrEnum):
 
 
 def _fail(message: str) -> typer.Exit:
-    errors.print(f"[bold red]error:[/] {message}", highlight=False)
+    errors.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)  # one greppable line
     return typer.Exit(code=2)
 
 
@@ -474,6 +475,164 @@ def sample_video(
     scene = render_scene(out, SceneSpec(num_frames=frames, num_people=people), seed=seed)
     console.print(f"wrote {scene.video} ({frames} frames) and ground truth under {out}/gt")
     console.print(f"next: crossview track {scene.video} --out {out}/pred/{scene.info.name}.txt")
+
+
+index_app = typer.Typer(no_args_is_help=True, help="Build and inspect search galleries.")
+app.add_typer(index_app, name="index")
+
+
+class BackendName(StrEnum):
+    faiss = "faiss"
+    milvus = "milvus"
+
+
+@index_app.command("build")
+def index_build(
+    sources: Annotated[list[str], typer.Argument(help="Videos, image folders or stream URLs to index")],
+    index: Annotated[Path, typer.Option(help="Gallery folder (created if missing)")],
+    detector: Annotated[str, typer.Option(help="motion | yolox:MODEL.onnx | yolov8:MODEL.onnx")] = "motion",
+    embedder: Annotated[str, typer.Option(help="color | osnet:MODEL.onnx")] = "color",
+    tracker: Annotated[TrackerName, typer.Option(help="Per-camera tracker")] = TrackerName.ocsort,
+    backend: Annotated[BackendName, typer.Option(help="faiss (in-process) or milvus (Milvus Lite file)")] = (
+        BackendName.faiss
+    ),
+    factory: Annotated[str, typer.Option(help="FAISS index factory string")] = "HNSW32",
+    classes: Annotated[str | None, typer.Option(help="Keep only these classes, e.g. person,car")] = None,
+    max_frames: Annotated[int | None, typer.Option(min=1, help="Per source")] = None,
+) -> None:
+    """Track every source and index each finished track's appearance with its metadata."""
+    from crossview.detect.factory import make_detector
+    from crossview.embed.factory import make_embedder
+    from crossview.io.open import open_source
+    from crossview.io.sources import SourceError
+    from crossview.pipeline import Pipeline
+    from crossview.search.gallery import TrackGallery, TrackSummary
+    from crossview.search.store import GallerySettings, create_gallery
+    from crossview.track import make_tracker
+
+    options: dict[str, Any] = {}
+    if classes:
+        options["classes"] = tuple(c.strip() for c in classes.split(",") if c.strip())
+    try:
+        found = make_detector(detector, **options)
+        appearance = make_embedder(embedder)
+        gallery_index = create_gallery(
+            index,
+            GallerySettings(backend=backend.value, dim=appearance.dim, embedder=embedder, factory=factory),
+        )
+    except (ValueError, FileNotFoundError) as error:
+        raise _fail(str(error)) from None
+    next_id = gallery_index.count()
+    added = 0
+
+    def store(summaries: list[TrackSummary]) -> None:
+        nonlocal next_id, added
+        if not summaries:
+            return
+        ids = list(range(next_id, next_id + len(summaries)))
+        gallery_index.add(ids, np.stack([s.embedding for s in summaries]), [s.entry for s in summaries])
+        next_id += len(summaries)
+        added += len(summaries)
+
+    with gallery_index:
+        for source in sources:
+            try:
+                frames = open_source(source, max_frames=max_frames)
+            except (SourceError, ValueError) as error:
+                raise _fail(str(error)) from None
+            rate = getattr(frames, "fps", None) or 30.0
+            pipeline = Pipeline(found, partial(make_tracker, tracker.value, frame_rate=rate), appearance)
+            tracks = TrackGallery()
+            with frames:
+                for result in pipeline.run(frames):
+                    store(tracks.update(result.detections, result.frame.size))
+            store(tracks.finish())
+            console.print(f"{source}: camera {frames.camera_id}, gallery now {gallery_index.count()} tracks")
+    console.print(f"indexed {added} tracks into {index}")
+
+
+@app.command("search")
+def search(
+    index: Annotated[Path, typer.Option(help="Gallery folder built by 'crossview index build'")],
+    image: Annotated[Path | None, typer.Option(help="Query crop (an image of the object)")] = None,
+    track: Annotated[int | None, typer.Option(help="Or: the id of an indexed track")] = None,
+    k: Annotated[int, typer.Option("-k", min=1, help="How many hits")] = 10,
+    camera: Annotated[list[str] | None, typer.Option(help="Only these cameras (repeatable)")] = None,
+    after: Annotated[float | None, typer.Option(help="Only tracks seen at or after this time (s)")] = None,
+    before: Annotated[float | None, typer.Option(help="Only tracks seen at or before this time (s)")] = None,
+    rerank: Annotated[str, typer.Option(help="none | kreciprocal | aqe")] = "none",
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the hits to this JSON file")] = None,
+) -> None:
+    """Find where an object appeared: nearest tracks by appearance, filtered, re-ranked, explained."""
+    import cv2
+
+    from crossview.embed.factory import make_embedder
+    from crossview.search.engine import SearchEngine
+    from crossview.search.index import Filter
+    from crossview.search.store import open_gallery, read_settings
+
+    if (image is None) == (track is None):
+        raise _fail("give either --image QUERY.jpg or --track ID")
+    if rerank not in ("none", "kreciprocal", "aqe"):
+        raise _fail(f"--rerank must be none, kreciprocal or aqe, got {rerank!r}")
+    try:
+        settings = read_settings(index)
+        embedder = make_embedder(settings.embedder) if image is not None else None
+        time_range = None
+        if after is not None or before is not None:
+            time_range = (after if after is not None else -1e18, before if before is not None else 1e18)
+        chosen = Filter(cameras=frozenset(camera) if camera else None, time_range=time_range)
+    except (ValueError, FileNotFoundError) as error:
+        raise _fail(str(error)) from None
+    query = None
+    if image is not None:
+        query = cv2.imread(str(image), cv2.IMREAD_COLOR)
+        if query is None:
+            raise _fail(f"{image}: not a readable image")
+    with open_gallery(index) as gallery_index:
+        engine = SearchEngine(gallery_index, embedder)
+        try:
+            hits = engine.search(
+                image=None if query is None else np.asarray(query, np.uint8),
+                track_id=track,
+                k=k,
+                filter=None if chosen.is_empty() else chosen,
+                rerank=rerank,  # type: ignore[arg-type]
+            )
+        except (ValueError, KeyError) as error:
+            raise _fail(str(error).strip("'\"")) from None
+    view = Table(title=f"{len(hits)} hits (distance = appearance + re-rank + context)")
+    for column in ("rank", "id", "camera", "track", "from s", "to s", "distance", "appearance", "re-rank"):
+        view.add_column(column, justify="right")
+    for hit in hits:
+        view.add_row(
+            str(hit.rank),
+            str(hit.id),
+            hit.entry.camera_id,
+            str(hit.entry.track_id),
+            f"{hit.entry.t_start:.1f}",
+            f"{hit.entry.t_end:.1f}",
+            f"{hit.distance:.3f}",
+            f"{hit.appearance:.3f}",
+            f"{hit.rerank:+.3f}",
+        )
+    console.print(view)
+    if json_path is not None:
+        payload = {
+            "hits": [
+                {
+                    "rank": h.rank,
+                    "id": h.id,
+                    "distance": h.distance,
+                    "appearance": h.appearance,
+                    "rerank": h.rerank,
+                    "context": h.context,
+                    **h.entry.model_dump(),
+                }
+                for h in hits
+            ]
+        }
+        _write_json(json_path, payload)
 
 
 def main() -> None:
