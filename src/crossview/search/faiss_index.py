@@ -121,7 +121,7 @@ class FaissIndex:
         *,
         factory: str = "HNSW32",
         train_size: int | None = None,
-        ef_search: int = 64,
+        ef_search: int = 128,
         nprobe: int = 16,
         exact_below: int = 10_000,
         save_every: int = 50_000,
