@@ -23,8 +23,6 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
-
 from crossview.core.detections import Detections
 from crossview.eval.mot import MotScores, evaluate_sequence
 from crossview.io.formats.mot import MotTable, read_mot, read_seqinfo
@@ -51,13 +49,7 @@ def run_ours(
             outputs = [tracker.update(d) for d in detections]
             total += time.perf_counter() - start
             parts = [tracked_rows(out) for out in outputs]
-            results[sequence] = MotTable(
-                frame=np.concatenate([p.frame for p in parts]),
-                track_id=np.concatenate([p.track_id for p in parts]),
-                xywh=np.concatenate([p.xywh for p in parts]),
-                score=np.concatenate([p.score for p in parts]),
-                extra=np.concatenate([p.extra for p in parts]),
-            )
+            results[sequence] = MotTable.concatenate(parts)
         best = min(best, total)
     return results, best
 

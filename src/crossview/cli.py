@@ -426,13 +426,7 @@ def _track_source(
     finally:
         if writer is not None:
             writer.close()
-    results = MotTable(
-        frame=np.concatenate([p.frame for p in parts]) if parts else np.zeros(0, np.int64),
-        track_id=np.concatenate([p.track_id for p in parts]) if parts else np.zeros(0, np.int64),
-        xywh=np.concatenate([p.xywh for p in parts]) if parts else np.zeros((0, 4)),
-        score=np.concatenate([p.score for p in parts]) if parts else np.zeros(0),
-        extra=np.concatenate([p.extra for p in parts]) if parts else np.zeros((0, 3)),
-    )
+    results = MotTable.concatenate(parts)
     write_mot(out, results)
     stats = frames_in.stats
     latency = pipeline.latency_summary()

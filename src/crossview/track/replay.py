@@ -62,12 +62,4 @@ def track_table(
         tracked_rows(tracker.update(detections), box=box)
         for detections in detections_by_frame(table, num_frames)
     ]
-    if not parts:
-        return MotTable.empty()
-    return MotTable(
-        frame=np.concatenate([p.frame for p in parts]),
-        track_id=np.concatenate([p.track_id for p in parts]),
-        xywh=np.concatenate([p.xywh for p in parts]),
-        score=np.concatenate([p.score for p in parts]),
-        extra=np.concatenate([p.extra for p in parts]),
-    )
+    return MotTable.concatenate(parts)

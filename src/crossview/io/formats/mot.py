@@ -9,7 +9,7 @@ columns 7 and 8 are class and visibility in ground truth and world ``x, y`` else
 from __future__ import annotations
 
 import configparser
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
@@ -65,6 +65,19 @@ class MotTable:
     @classmethod
     def empty(cls) -> Self:
         return cls.from_array(np.zeros((0, 10)))
+
+    @classmethod
+    def concatenate(cls, parts: Sequence[MotTable]) -> Self:
+        """Rows of several tables, in order (an empty table for no parts)."""
+        if not parts:
+            return cls.empty()
+        return cls(
+            frame=np.concatenate([p.frame for p in parts]),
+            track_id=np.concatenate([p.track_id for p in parts]),
+            xywh=np.concatenate([p.xywh for p in parts]),
+            score=np.concatenate([p.score for p in parts]),
+            extra=np.concatenate([p.extra for p in parts]),
+        )
 
     def __len__(self) -> int:
         return int(self.frame.shape[0])
