@@ -332,6 +332,55 @@ def test_add_replaces_existing_ids(open_index: Callable[..., VectorIndex]) -> No
     assert (index.search(new_vectors, k=3, filter=old_class).ids >= 0).sum() == 0
 
 
+def test_filters_follow_every_write_and_reopen(
+    backend: Backend, open_index: Callable[..., VectorIndex]
+) -> None:
+    """The same filter, asked again after deletes, replacements, a reopen and new adds, sees each change."""
+    index = open_index("filtered")
+    data = gallery(1200)
+    fill(index, data)
+    wanted = Filter(cameras=frozenset({"a", "b"}), time_range=(200.0, 900.0))
+    queries = clustered(12, seed=8)
+
+    def check(current: Gallery, index: VectorIndex) -> None:
+        allowed = np.array([wanted.matches(entry) for entry in current.entries])
+        hits = index.search(queries, 25, filter=wanted)
+        assert np.all((hits.ids >= 0).sum(axis=1) == min(25, int(allowed.sum())))
+        position = {int(i): n for n, i in enumerate(current.ids)}
+        assert all(allowed[position[int(i)]] for i in hits.ids[hits.ids >= 0])
+        if backend.exact:
+            np.testing.assert_array_equal(hits.ids, brute_force(current, queries, 25, allowed)[1])
+
+    check(data, index)
+    gone = np.arange(200, 900, 2)  # half of the matching rows' ids, and others
+    index.delete(gone)
+    keep = ~np.isin(data.ids, gone)
+    data = Gallery(
+        data.ids[keep], data.vectors[keep], [e for e, k in zip(data.entries, keep, strict=True) if k]
+    )
+    check(data, index)
+    moved = data.ids[(data.ids % 4 == 0) & (data.ids > 300)][:50]  # camera "a" rows now move to "d"
+    new_entries = [entry_for(int(i)).model_copy(update={"camera_id": "d"}) for i in moved]
+    index.add(moved, data.vectors[np.isin(data.ids, moved)], new_entries)
+    replaced = dict(zip(moved.tolist(), new_entries, strict=True))
+    data = Gallery(
+        data.ids, data.vectors, [replaced.get(int(i), e) for i, e in zip(data.ids, data.entries, strict=True)]
+    )
+    check(data, index)
+    index.close()
+    index = open_index("filtered")
+    check(data, index)
+    more = gallery(300, seed=6, first_id=5000)
+    more.entries[:] = [entry_for(400 + n).model_copy(update={"track_id": 5000 + n}) for n in range(300)]
+    fill(index, more)
+    data = Gallery(
+        np.concatenate([data.ids, more.ids]),
+        np.concatenate([data.vectors, more.vectors]),
+        data.entries + more.entries,
+    )
+    check(data, index)
+
+
 # ---------------------------------------------------------------- persistence and isolation
 
 
