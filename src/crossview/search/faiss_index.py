@@ -200,6 +200,28 @@ class FaissIndex:
         return self._factory
 
     @property
+    def ef_search(self) -> int:
+        """HNSW ``efSearch`` of unfiltered searches (filtered ones raise it with selectivity)."""
+        return self._ef_search
+
+    @ef_search.setter
+    def ef_search(self, value: int) -> None:
+        if int(value) <= 0:
+            raise ValueError(f"ef_search must be positive, got {value}")
+        self._ef_search = int(value)
+
+    @property
+    def nprobe(self) -> int:
+        """IVF lists probed by unfiltered searches (filtered ones raise it with selectivity)."""
+        return self._nprobe
+
+    @nprobe.setter
+    def nprobe(self, value: int) -> None:
+        if int(value) <= 0:
+            raise ValueError(f"nprobe must be positive, got {value}")
+        self._nprobe = int(value)
+
+    @property
     def is_trained(self) -> bool:
         """Whether the FAISS index is trained (always true for types that need no training)."""
         return bool(self._index.is_trained)
