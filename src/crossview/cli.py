@@ -188,7 +188,7 @@ def eval_reid(
         str, typer.Option(help="Re-id ONNX model (OSNet style), or 'color' for the weight-free one")
     ],
     rerank: Annotated[Rerank, typer.Option(help="Re-ranking of the cosine distances")] = Rerank.none,
-    top_k: Annotated[int, typer.Option(min=1, help="Re-ranked hits kept per query by kreciprocal-topk (the rest follow in original order)")] = 200,
+    top_k: Annotated[int, typer.Option(min=1, help="Re-ranked hits kept per query (kreciprocal-topk)")] = 200,
     json_path: Annotated[
         Path | None, typer.Option("--json", help="Write the figures to this JSON file")
     ] = None,
