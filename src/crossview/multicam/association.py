@@ -1,0 +1,448 @@
+"""Cross-camera association: per-camera tracklets become global identities, offline or online.
+
+Evidence between two tracklets (``pair_evidence``), each term kept so a decision can be explained:
+
+* **appearance**: cosine distance ``1 - cos`` of their aggregated embeddings;
+* **position**: while both are visible at once in two cameras that see common ground, the median
+  ground distance between them (one object is at one place); beyond ``position_gate_m`` they are
+  two objects, closer it lowers the cost;
+* **time and topology**: one object cannot be in two cameras at once unless those overlap, nor
+  twice in one camera at once; moving between cameras takes a plausible transit time
+  (``CameraTopology.plausible``); pairs with no known link between their cameras get a penalty;
+* **class**: objects of different classes never match.
+
+``cost = appearance_weight * appearance + position_weight * (distance / gate - 0.5)
++ unknown_link_penalty`` where each term applies, ``inf`` where a constraint forbids the pair.
+
+**Offline** (``associate``): constrained average-linkage clustering. Clusters merge cheapest
+first while their average pair cost is at most ``max_cost``, and only if the merged cluster stays
+physically possible: no two members at once in non-overlapping cameras (or in one camera), close
+positions wherever two members are co-visible, and a plausible transit between consecutive visits.
+
+**Online** (``OnlineAssociator``): tracklets are assigned once, when they are reported (after the
+tracker confirmed them); the cheapest feasible identity within ``max_cost`` (Hungarian over the
+tracklets of one call) is joined, otherwise a new global id is minted. An assigned id never
+changes, so downstream consumers can rely on it.
+
+``max_cost="auto"`` calibrates the threshold from the data itself: two tracklets of one camera
+that overlap in time are certainly different objects, so the low quantile of their appearance
+distances tells how close different objects look with this embedder.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from pydantic import BaseModel, ConfigDict, Field
+from scipy.optimize import linear_sum_assignment
+
+from crossview.multicam.topology import CameraTopology
+
+FloatArray = NDArray[np.float64]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Tracklet:
+    """One confirmed track of one camera, summarised for association.
+
+    ``times`` (seconds, strictly increasing) and ``ground`` (``(T, 2)`` metres, ``NaN`` rows where
+    unknown) sample its trajectory; ``embedding`` is its aggregated appearance (L2-normalised here).
+    """
+
+    camera_id: str
+    track_id: int
+    times: FloatArray
+    ground: FloatArray
+    embedding: NDArray[np.float32]
+    class_id: int = 0
+
+    def __post_init__(self) -> None:
+        times = np.asarray(self.times, dtype=np.float64).reshape(-1)
+        ground = np.asarray(self.ground, dtype=np.float64)
+        name = f"tracklet {self.camera_id}/{self.track_id}"
+        if times.size == 0:
+            raise ValueError(f"{name} has no samples")
+        if ground.shape != (times.size, 2):
+            raise ValueError(f"{name}: ground must have shape ({times.size}, 2), got {ground.shape}")
+        if not np.all(np.isfinite(times)):
+            raise ValueError(f"{name}: times must be finite")
+        if np.any(np.diff(times) <= 0):
+            bad = int(np.flatnonzero(np.diff(times) <= 0)[0])
+            raise ValueError(
+                f"{name}: timestamps out of order at sample {bad + 1} ({times[bad]} then {times[bad + 1]})"
+            )
+        embedding = np.asarray(self.embedding, dtype=np.float32).reshape(-1)
+        norm = float(np.linalg.norm(embedding))
+        if embedding.size == 0 or not math.isfinite(norm) or norm == 0:
+            raise ValueError(f"{name}: embedding must be a finite non-zero vector")
+        object.__setattr__(self, "times", times)
+        object.__setattr__(self, "ground", ground)
+        object.__setattr__(self, "embedding", embedding / norm)
+
+    @property
+    def t_start(self) -> float:
+        return float(self.times[0])
+
+    @property
+    def t_end(self) -> float:
+        return float(self.times[-1])
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.camera_id, self.track_id)
+
+
+class AssociationConfig(BaseModel):
+    """Weights, gates and the merge threshold of cross-camera association."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    appearance_weight: float = Field(default=1.0, ge=0)
+    position_weight: float = Field(default=0.4, ge=0)
+    position_gate_m: float = Field(default=2.5, gt=0)
+    min_shared_samples: int = Field(default=3, ge=1)
+    unknown_link_penalty: float = Field(default=0.15, ge=0)
+    overlap_tolerance_s: float = Field(
+        default=0.5, ge=0, description="co-visibility shorter than this is ignored"
+    )
+    transit_slack_s: float = Field(default=2.0, ge=0)
+    max_cost: float | Literal["auto"] = "auto"
+    auto_quantile: float = Field(default=0.05, gt=0, lt=1)
+    auto_fallback: float = Field(default=0.3, gt=0)
+    auto_min_pairs: int = Field(default=10, ge=1)
+
+
+@dataclass(frozen=True, slots=True)
+class PairEvidence:
+    """Why two tracklets are (not) the same object: each term, the total, and a refusal reason."""
+
+    appearance: float
+    position_m: float  # median ground distance while co-visible; NaN when not measured
+    gap_s: float  # later start minus earlier end (negative: seen at once)
+    link_penalty: float
+    cost: float  # inf when forbidden
+    reason: str = ""  # why forbidden, "" otherwise
+
+    @property
+    def feasible(self) -> bool:
+        return math.isfinite(self.cost)
+
+
+def pair_evidence(
+    first: Tracklet, second: Tracklet, topology: CameraTopology | None, config: AssociationConfig
+) -> PairEvidence:
+    """The evidence that ``first`` and ``second`` are one object (see the module docstring)."""
+    appearance = float(1.0 - np.dot(first.embedding, second.embedding))
+    earlier, later = (first, second) if first.t_start <= second.t_start else (second, first)
+    gap = later.t_start - earlier.t_end
+    shared = min(first.t_end, second.t_end) - max(first.t_start, second.t_start)
+
+    def refuse(reason: str, position: float = math.nan) -> PairEvidence:
+        return PairEvidence(appearance, position, gap, 0.0, math.inf, reason)
+
+    if first.class_id != second.class_id:
+        return refuse(f"classes differ ({first.class_id} vs {second.class_id})")
+    same_camera = first.camera_id == second.camera_id
+    overlapping = (
+        not same_camera and topology is not None and topology.overlapping(first.camera_id, second.camera_id)
+    )
+    position = math.nan
+    cost = config.appearance_weight * appearance
+    if shared > config.overlap_tolerance_s:
+        if same_camera:
+            return refuse("seen at once in the same camera")
+        if not overlapping:
+            return refuse(f"seen at once in {first.camera_id} and {second.camera_id}, which do not overlap")
+        position = _co_visible_distance(first, second, config.min_shared_samples)
+        if math.isfinite(position):
+            if position > config.position_gate_m:
+                return refuse(f"{position:.1f} m apart while seen at once", position)
+            cost += config.position_weight * (position / config.position_gate_m - 0.5)
+        return PairEvidence(appearance, position, gap, 0.0, cost)
+    penalty = 0.0
+    if not same_camera and not overlapping:
+        window = None if topology is None else topology.transit_window(earlier.camera_id, later.camera_id)
+        if window is None:
+            penalty = config.unknown_link_penalty
+        elif not topology.plausible(  # type: ignore[union-attr]
+            earlier.camera_id, later.camera_id, max(gap, 0.0), slack=config.transit_slack_s
+        ):
+            return refuse(
+                f"transit {earlier.camera_id}->{later.camera_id} of {gap:.1f} s is outside "
+                f"[{window[0]:.1f}, {window[1]:.1f}] s"
+            )
+    return PairEvidence(appearance, position, gap, penalty, cost + penalty)
+
+
+def _co_visible_distance(first: Tracklet, second: Tracklet, min_samples: int) -> float:
+    """Median ground distance at ``first``'s samples inside the shared interval (second interpolated)."""
+    start, stop = max(first.t_start, second.t_start), min(first.t_end, second.t_end)
+    inside = (first.times >= start) & (first.times <= stop) & np.all(np.isfinite(first.ground), axis=1)
+    known = np.all(np.isfinite(second.ground), axis=1)
+    if inside.sum() < min_samples or known.sum() < 2:
+        return math.nan
+    times = first.times[inside]
+    other = np.column_stack(
+        [np.interp(times, second.times[known], second.ground[known, axis]) for axis in range(2)]
+    )
+    return float(np.median(np.linalg.norm(first.ground[inside] - other, axis=1)))
+
+
+def auto_threshold(tracklets: Sequence[Tracklet], config: AssociationConfig) -> float:
+    """``max_cost`` from the data: a low quantile of the appearance cost of certainly different objects.
+
+    Tracklets of one camera seen at once are different objects; the ``auto_quantile`` of their
+    appearance costs is how close different objects can look. Falls back to ``auto_fallback``
+    when fewer than ``auto_min_pairs`` such pairs exist.
+    """
+    if config.max_cost != "auto":
+        return float(config.max_cost)
+    costs = []
+    for i, first in enumerate(tracklets):
+        for second in tracklets[i + 1 :]:
+            if first.camera_id != second.camera_id or first.class_id != second.class_id:
+                continue
+            shared = min(first.t_end, second.t_end) - max(first.t_start, second.t_start)
+            if shared > config.overlap_tolerance_s:
+                costs.append(
+                    config.appearance_weight * (1.0 - float(np.dot(first.embedding, second.embedding)))
+                )
+    if len(costs) < config.auto_min_pairs:
+        return config.auto_fallback
+    return float(np.quantile(costs, config.auto_quantile))
+
+
+@dataclass(frozen=True, slots=True)
+class Merge:
+    """One step of offline clustering: two clusters joined at an average pair cost."""
+
+    left: tuple[tuple[str, int], ...]
+    right: tuple[tuple[str, int], ...]
+    cost: float
+
+
+@dataclass(frozen=True, slots=True)
+class Association:
+    """Global ids aligned with the input tracklets, the threshold used and the merges made."""
+
+    global_ids: NDArray[np.int64]
+    threshold: float
+    merges: list[Merge] = field(default_factory=list)
+
+    def mapping(self, tracklets: Sequence[Tracklet]) -> dict[tuple[str, int], int]:
+        """``(camera_id, track_id) -> global id``."""
+        return {t.key: int(g) for t, g in zip(tracklets, self.global_ids.tolist(), strict=True)}
+
+
+def associate(
+    tracklets: Sequence[Tracklet],
+    topology: CameraTopology | None = None,
+    config: AssociationConfig | None = None,
+) -> Association:
+    """Offline association of a whole recording: constrained average-linkage clustering.
+
+    >>> import numpy as np
+    >>> def seen(camera, start, x, colour):
+    ...     times = start + np.arange(5.0)
+    ...     return Tracklet(camera, 1, times, np.column_stack([x + times, 0 * times]), colour)
+    >>> topo = CameraTopology(cameras=("a", "b"), transitions={("a", "b"): (1.0, 10.0)})
+    >>> red, blue = np.array([1.0, 0.0]), np.array([0.0, 1.0])
+    >>> found = associate([seen("a", 0, 0, red), seen("b", 8, 0, red), seen("b", 30, 0, blue)], topo)
+    >>> found.global_ids.tolist()
+    [0, 0, 1]
+    """
+    config = config or AssociationConfig()
+    _warn_unlinked(tracklets, topology)
+    n = len(tracklets)
+    threshold = auto_threshold(tracklets, config)
+    if n == 0:
+        return Association(np.zeros(0, np.int64), threshold)
+    costs = np.full((n, n), np.inf)
+    for i in range(n):
+        for j in range(i + 1, n):
+            costs[i, j] = costs[j, i] = pair_evidence(tracklets[i], tracklets[j], topology, config).cost
+    clusters: dict[int, list[int]] = {i: [i] for i in range(n)}
+    # average pair cost between clusters (inf when any pair is forbidden), kept by Lance-Williams
+    linkage = costs.copy()
+    np.fill_diagonal(linkage, np.inf)
+    merges: list[Merge] = []
+    while True:
+        flat = int(np.argmin(linkage))
+        a, b = divmod(flat, n)
+        best = linkage[a, b]
+        if not best <= threshold:
+            break
+        merged = clusters[a] + clusters[b]
+        if not _feasible([tracklets[i] for i in merged], topology, config):
+            linkage[a, b] = linkage[b, a] = np.inf
+            continue
+        merges.append(
+            Merge(
+                tuple(tracklets[i].key for i in clusters[a]),
+                tuple(tracklets[i].key for i in clusters[b]),
+                best,
+            )
+        )
+        size_a, size_b = len(clusters[a]), len(clusters[b])
+        row = (size_a * linkage[a] + size_b * linkage[b]) / (size_a + size_b)
+        linkage[a], linkage[:, a] = row, row
+        linkage[a, a] = np.inf
+        linkage[b], linkage[:, b] = np.inf, np.inf
+        clusters[a] = merged
+        del clusters[b]
+    global_ids = np.empty(n, np.int64)
+    ordered = sorted(clusters.values(), key=lambda members: min(tracklets[i].t_start for i in members))
+    for number, members in enumerate(ordered):
+        global_ids[members] = number
+    return Association(global_ids, threshold, merges)
+
+
+def _feasible(
+    members: Sequence[Tracklet], topology: CameraTopology | None, config: AssociationConfig
+) -> bool:
+    """Whether one object could have produced all ``members``: co-visibility and consecutive transits."""
+    ordered = sorted(members, key=lambda t: t.t_start)
+    for i, first in enumerate(ordered):
+        for second in ordered[i + 1 :]:
+            if second.t_start - first.t_end >= -config.overlap_tolerance_s:
+                continue  # not co-visible: checked as consecutive visits below
+            if not pair_evidence(first, second, topology, config).feasible:
+                return False
+    # consecutive visits: each tracklet against the one that ended last before it started
+    for i, current in enumerate(ordered[1:], start=1):
+        before = [t for t in ordered[:i] if t.t_end - config.overlap_tolerance_s <= current.t_start]
+        if not before:
+            continue
+        previous = max(before, key=lambda t: t.t_end)
+        if current.t_start - previous.t_end < -config.overlap_tolerance_s:
+            continue
+        if not pair_evidence(previous, current, topology, config).feasible:
+            return False
+    return True
+
+
+def _warn_unlinked(tracklets: Sequence[Tracklet], topology: CameraTopology | None) -> None:
+    cameras = sorted({t.camera_id for t in tracklets})
+    if len(cameras) < 2:
+        return
+    if topology is None:
+        warnings.warn(
+            "no camera topology given: cross-camera links rest on appearance alone "
+            "(give overlaps and transit windows, or learn them)",
+            stacklevel=3,
+        )
+        return
+    for message in topology.check(cameras):
+        warnings.warn(message, stacklevel=3)
+
+
+class OnlineAssociator:
+    """Assigns each reported tracklet a global id once, as the recording goes on.
+
+    ``assign(tracklets)`` takes the tracklets that became ready since the last call (confirmed,
+    or finished) and returns their global ids; ``update(tracklet)`` refreshes the trajectory and
+    appearance of an already assigned one (its id does not change). A fixed ``max_cost`` is
+    needed (``"auto"`` uses ``auto_fallback`` until ``calibrate`` is called with enough tracklets).
+
+    >>> import numpy as np
+    >>> online = OnlineAssociator(config=AssociationConfig(max_cost=0.3))
+    >>> one = Tracklet("a", 1, np.arange(3.0), np.zeros((3, 2)), np.array([1.0, 0.0]))
+    >>> two = Tracklet("a", 2, np.arange(5.0, 8.0), np.zeros((3, 2)), np.array([0.9, 0.1]))
+    >>> online.assign([one]), online.assign([two])
+    ([0], [0])
+    """
+
+    def __init__(
+        self, topology: CameraTopology | None = None, config: AssociationConfig | None = None
+    ) -> None:
+        self.topology = topology
+        self.config = config or AssociationConfig()
+        self.threshold = (
+            self.config.auto_fallback if self.config.max_cost == "auto" else float(self.config.max_cost)
+        )
+        self._members: list[list[Tracklet]] = []
+        self._ids: dict[tuple[str, int], int] = {}
+
+    def calibrate(self, tracklets: Sequence[Tracklet]) -> float:
+        """Set the threshold from ``tracklets`` as ``associate`` does with ``max_cost="auto"``."""
+        self.threshold = auto_threshold(tracklets, self.config)
+        return self.threshold
+
+    @property
+    def identities(self) -> int:
+        return len(self._members)
+
+    def global_id(self, camera_id: str, track_id: int) -> int | None:
+        return self._ids.get((camera_id, track_id))
+
+    def assign(self, tracklets: Sequence[Tracklet]) -> list[int]:
+        """Global ids of new ``tracklets`` (joining an identity or minting one), in order."""
+        fresh = [t for t in tracklets if t.key not in self._ids]
+        if fresh:
+            costs = np.full((len(fresh), len(self._members)), np.inf)
+            for i, tracklet in enumerate(fresh):
+                for g, members in enumerate(self._members):
+                    costs[i, g] = self._identity_cost(tracklet, members)
+            if costs.size:
+                finite = np.where(np.isfinite(costs), costs, 1e9)
+                rows, columns = linear_sum_assignment(finite)
+                for i, g in zip(rows.tolist(), columns.tolist(), strict=True):
+                    if costs[i, g] <= self.threshold:
+                        self._join(fresh[i], g)
+            for tracklet in fresh:
+                if tracklet.key not in self._ids:
+                    self._join(tracklet, len(self._members))
+        return [self._ids[t.key] for t in tracklets]
+
+    def update(self, tracklet: Tracklet) -> int:
+        """Replace the stored state of an assigned tracklet (longer trajectory, better embedding)."""
+        number = self._ids.get(tracklet.key)
+        if number is None:
+            raise ValueError(f"tracklet {tracklet.camera_id}/{tracklet.track_id} was never assigned")
+        members = self._members[number]
+        members[:] = [tracklet if m.key == tracklet.key else m for m in members]
+        return number
+
+    def _identity_cost(self, tracklet: Tracklet, members: list[Tracklet]) -> float:
+        evidence = [pair_evidence(tracklet, member, self.topology, self.config) for member in members]
+        if not all(e.feasible for e in evidence):
+            # a forbidden pair only matters if co-visible or the most recent visit before this one
+            previous = max(members, key=lambda m: m.t_end)
+            for member, e in zip(members, evidence, strict=True):
+                co_visible = min(member.t_end, tracklet.t_end) - max(member.t_start, tracklet.t_start)
+                if not e.feasible and (co_visible > self.config.overlap_tolerance_s or member is previous):
+                    return math.inf
+            evidence = [e for e in evidence if e.feasible]
+        return float(np.mean([e.cost for e in evidence])) if evidence else math.inf
+
+    def _join(self, tracklet: Tracklet, number: int) -> None:
+        if number == len(self._members):
+            self._members.append([])
+        self._members[number].append(tracklet)
+        self._ids[tracklet.key] = number
+
+
+def tracklet_from_arrays(
+    camera_id: str,
+    track_id: int,
+    times: ArrayLike,
+    ground: ArrayLike,
+    embeddings: ArrayLike,
+    weights: ArrayLike | None = None,
+    class_id: int = 0,
+) -> Tracklet:
+    """A ``Tracklet`` from per-detection rows: the embedding is the (weighted) mean of theirs."""
+    vectors = np.asarray(embeddings, dtype=np.float32)
+    if vectors.ndim != 2:
+        raise ValueError(f"embeddings must have shape (T, D), got {vectors.shape}")
+    w = np.ones(len(vectors)) if weights is None else np.asarray(weights, dtype=np.float64)
+    mean = (w[:, None] * vectors).sum(axis=0) / max(float(w.sum()), 1e-12)
+    return Tracklet(
+        camera_id, track_id, np.asarray(times, np.float64), np.asarray(ground, np.float64), mean, class_id
+    )

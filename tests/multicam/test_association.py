@@ -1,0 +1,188 @@
+"""Cross-camera association: pair evidence, offline clustering, online assignment."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+from crossview.multicam.association import (
+    AssociationConfig,
+    OnlineAssociator,
+    Tracklet,
+    associate,
+    auto_threshold,
+    pair_evidence,
+)
+from crossview.multicam.topology import CameraTopology
+
+# gate and lot overlap; lot -> exit takes 5-15 s; gate and exit are far apart
+TOPOLOGY = CameraTopology(
+    cameras=("gate", "lot", "exit"),
+    overlaps=[("gate", "lot")],
+    transitions={("lot", "exit"): (5.0, 15.0)},
+)
+CONFIG = AssociationConfig(max_cost=0.3)
+
+
+def unit(vector: np.ndarray) -> np.ndarray:
+    return vector / np.linalg.norm(vector)
+
+
+def walk(
+    camera: str,
+    track: int,
+    start: float,
+    stop: float,
+    origin: tuple[float, float],
+    velocity: tuple[float, float],
+    look: np.ndarray,
+    *,
+    class_id: int = 0,
+    noise: float = 0.0,
+    seed: int = 0,
+) -> Tracklet:
+    times = np.arange(start, stop, 0.5)
+    rng = np.random.default_rng(seed)
+    ground = np.asarray(origin) + np.outer(times, velocity) + rng.normal(0, noise, (times.size, 2))
+    return Tracklet(camera, track, times, ground, look, class_id)
+
+
+RED, BLUE, GREEN = (
+    unit(np.array([1.0, 0.1, 0.0])),
+    unit(np.array([0.1, 1.0, 0.0])),
+    unit(np.array([0.0, 0.1, 1.0])),
+)
+
+
+def test_pair_evidence_terms_and_refusals() -> None:
+    a = walk("gate", 1, 0, 10, (0, 0), (1, 0), RED)
+    # the same object seen by the overlapping lot camera with 0.3 m of localisation error
+    b = walk("lot", 1, 5, 15, (0.3, 0), (1, 0), RED)
+    both = pair_evidence(a, b, TOPOLOGY, CONFIG)
+    assert both.feasible and both.position_m == pytest.approx(0.3)
+    assert both.cost == pytest.approx(CONFIG.appearance_weight * both.appearance + 0.4 * (0.3 / 2.5 - 0.5))
+    far = pair_evidence(a, walk("lot", 2, 5, 15, (6, 0), (1, 0), RED), TOPOLOGY, CONFIG)
+    assert not far.feasible and far.reason == "6.0 m apart while seen at once"
+    assert pair_evidence(a, walk("gate", 2, 5, 15, (0, 0), (1, 0), RED), TOPOLOGY, CONFIG).reason == (
+        "seen at once in the same camera"
+    )
+    assert (
+        "do not overlap"
+        in pair_evidence(a, walk("exit", 2, 5, 15, (0, 0), (1, 0), RED), TOPOLOGY, CONFIG).reason
+    )
+    assert (
+        "classes differ"
+        in pair_evidence(a, walk("lot", 3, 20, 25, (0, 0), (1, 0), RED, class_id=2), TOPOLOGY, CONFIG).reason
+    )
+    # lot -> exit after 10 s is plausible, after 40 s is not; exit -> gate has no known link: penalty
+    lot = walk("lot", 4, 0, 10, (0, 0), (1, 0), RED)
+    assert pair_evidence(lot, walk("exit", 5, 19.5, 25, (0, 0), (1, 0), RED), TOPOLOGY, CONFIG).feasible
+    late = pair_evidence(lot, walk("exit", 6, 49.5, 55, (0, 0), (1, 0), RED), TOPOLOGY, CONFIG)
+    assert not late.feasible and "outside [5.0, 15.0] s" in late.reason
+    unknown = pair_evidence(
+        walk("exit", 7, 0, 5, (0, 0), (1, 0), RED),
+        walk("gate", 8, 60, 65, (0, 0), (1, 0), RED),
+        TOPOLOGY,
+        CONFIG,
+    )
+    assert unknown.link_penalty == CONFIG.unknown_link_penalty
+    assert unknown.cost == pytest.approx(unknown.appearance + CONFIG.unknown_link_penalty)
+
+
+def test_offline_association_recovers_identities_and_respects_constraints() -> None:
+    look_alike = unit(RED + np.array([0.0, 0.02, 0.0]))
+    tracklets = [
+        # object 0 (red): gate, overlapping lot, then exit 10 s after leaving the lot
+        walk("gate", 1, 0, 10, (0, 0), (1, 0), RED, noise=0.2, seed=1),
+        walk("lot", 1, 6, 20, (0, 0), (1, 0), RED, noise=0.2, seed=2),
+        walk("exit", 1, 30, 35, (40, 0), (1, 0), RED, noise=0.2, seed=3),
+        # object 1 (a red look-alike) in the lot at the same time, 8 m away: must stay separate
+        walk("gate", 2, 2, 9, (0, 8), (1, 0), look_alike, noise=0.2, seed=4),
+        walk("lot", 2, 6, 20, (0, 8), (1, 0), look_alike, noise=0.2, seed=5),
+        # object 2 (blue), alone
+        walk("lot", 3, 40, 50, (0, 0), (0, 1), BLUE, seed=6),
+        walk("exit", 3, 58, 62, (0, 0), (0, 1), BLUE, seed=7),
+        # object 3 (green) only in the exit camera
+        walk("exit", 4, 70, 75, (0, 0), (0, 1), GREEN, seed=8),
+    ]
+    truth = [0, 0, 0, 1, 1, 2, 2, 3]
+    found = associate(tracklets, TOPOLOGY, CONFIG).global_ids
+    pairs_found = found[:, None] == found[None, :]
+    pairs_true = np.array(truth)[:, None] == np.array(truth)[None, :]
+    np.testing.assert_array_equal(pairs_found, pairs_true)
+    assert found.tolist() == [0, 0, 0, 1, 1, 2, 2, 3]  # numbered by first appearance
+
+
+def test_look_alikes_without_position_evidence_merge_only_when_possible() -> None:
+    # two identical-looking objects in non-overlapping cameras at once can never be one object
+    a = walk("lot", 1, 0, 10, (0, 0), (1, 0), RED)
+    b = walk("exit", 1, 0, 10, (0, 0), (1, 0), RED)
+    assert associate([a, b], TOPOLOGY, CONFIG).global_ids.tolist() == [0, 1]
+
+
+def test_feasibility_is_checked_for_the_merged_cluster() -> None:
+    # lot@0-10 and exit@20-25 are one object; a second lot tracklet at 21-24 looks the same but
+    # would put the object in lot and exit at once
+    tracklets = [
+        walk("lot", 1, 0, 10, (0, 0), (1, 0), RED),
+        walk("exit", 1, 20, 25, (0, 0), (1, 0), RED),
+        walk("lot", 2, 21, 24, (0, 0), (1, 0), unit(RED + 0.05 * BLUE)),
+    ]
+    ids = associate(tracklets, TOPOLOGY, CONFIG).global_ids.tolist()
+    assert ids[0] == ids[1] and ids[2] != ids[1]
+
+
+def test_auto_threshold_is_a_quantile_of_certainly_different_pairs() -> None:
+    rng = np.random.default_rng(0)
+    looks = [unit(rng.normal(size=8)) for _ in range(12)]
+    tracklets = [walk("lot", i, 0, 10, (i * 5.0, 0), (1, 0), look) for i, look in enumerate(looks)]
+    config = AssociationConfig(auto_quantile=0.1, auto_min_pairs=10)
+    expected = np.quantile([1 - float(looks[i] @ looks[j]) for i in range(12) for j in range(i + 1, 12)], 0.1)
+    assert auto_threshold(tracklets, config) == pytest.approx(expected)
+    assert auto_threshold(tracklets[:3], config) == config.auto_fallback  # 3 pairs < 10
+
+
+def test_bad_input_is_named() -> None:
+    with pytest.raises(
+        ValueError, match=r"tracklet lot/3: timestamps out of order at sample 2 \(2.0 then 1.0\)"
+    ):
+        Tracklet("lot", 3, np.array([0.0, 2.0, 1.0]), np.zeros((3, 2)), RED)
+    with pytest.raises(ValueError, match=r"ground must have shape \(2, 2\), got \(3, 2\)"):
+        Tracklet("lot", 3, np.array([0.0, 1.0]), np.zeros((3, 2)), RED)
+    with pytest.raises(ValueError, match="embedding must be a finite non-zero vector"):
+        Tracklet("lot", 3, np.array([0.0]), np.zeros((1, 2)), np.zeros(3))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        associate(
+            [walk("a", 1, 0, 5, (0, 0), (1, 0), RED), walk("b", 1, 9, 12, (0, 0), (1, 0), RED)], None, CONFIG
+        )
+    assert any("no camera topology given" in str(w.message) for w in caught)
+    isolated = CameraTopology(cameras=("gate", "lot", "exit", "roof"), overlaps=[("gate", "lot")])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        associate(
+            [walk("roof", 1, 0, 5, (0, 0), (1, 0), RED), walk("gate", 1, 9, 12, (0, 0), (1, 0), RED)],
+            isolated,
+            CONFIG,
+        )
+    assert any("roof" in str(w.message) for w in caught)
+
+
+def test_online_ids_are_stable_and_match_offline_on_a_clean_sequence() -> None:
+    online = OnlineAssociator(TOPOLOGY, CONFIG)
+    first = walk("gate", 1, 0, 10, (0, 0), (1, 0), RED)
+    assert online.assign([first]) == [0]
+    # the lot sees it while the gate still does; a blue object appears in the gate at the same time
+    lot = walk("lot", 1, 6, 20, (0, 0), (1, 0), RED)
+    blue = walk("gate", 2, 7, 12, (0, 6), (1, 0), BLUE)
+    assert online.assign([lot, blue]) == [0, 1]
+    assert online.assign([walk("exit", 1, 30, 35, (40, 0), (1, 0), RED)]) == [0]
+    assert online.assign([lot]) == [0]  # asking again changes nothing
+    assert online.update(walk("lot", 1, 6, 25, (0, 0), (1, 0), RED)) == 0
+    assert online.global_id("lot", 1) == 0 and online.identities == 2
+    with pytest.raises(ValueError, match="never assigned"):
+        online.update(walk("lot", 9, 0, 1, (0, 0), (1, 0), RED))
+    assert math.isinf(online._identity_cost(walk("exit", 2, 31, 33, (0, 0), (1, 0), RED), online._members[0]))
