@@ -1,0 +1,83 @@
+"""Across cameras: the ground plane, calibration, site maps, camera links, global identities.
+
+Conventions: world metres, ground ``z = 0``, ``z`` up, right-handed; pinhole ``x_c = R @ X + t``,
+pixel ``K @ x_c``; a box's ground point is its bottom centre. See ``docs/multicam.md``.
+"""
+
+from crossview.multicam.association import (
+    Association,
+    AssociationConfig,
+    OnlineAssociator,
+    PairEvidence,
+    Tracklet,
+    associate,
+    pair_evidence,
+)
+from crossview.multicam.geometry import (
+    GroundProjector,
+    HomographyFit,
+    SiteMap,
+    calibration_report,
+    camera_centre,
+    camera_from_homography,
+    clip_polygon,
+    convex_intersection,
+    estimate_homography,
+    foot_points,
+    ground_homography,
+    ground_to_image,
+    image_to_ground,
+    look_at_camera,
+    orient_homography,
+    pinhole_matrices,
+    polygon_area,
+    world_to_image,
+)
+from crossview.multicam.topology import (
+    CameraPair,
+    CameraTopology,
+    learn_topology,
+    learn_transitions,
+    overlaps_from_geometry,
+    overlaps_from_visits,
+    transition_gaps,
+)
+from crossview.multicam.tracklets import Locator, ObjectClass, TrackletBuilder
+
+__all__ = [
+    "Association",
+    "AssociationConfig",
+    "CameraPair",
+    "CameraTopology",
+    "GroundProjector",
+    "HomographyFit",
+    "Locator",
+    "ObjectClass",
+    "OnlineAssociator",
+    "PairEvidence",
+    "SiteMap",
+    "Tracklet",
+    "TrackletBuilder",
+    "associate",
+    "calibration_report",
+    "camera_centre",
+    "camera_from_homography",
+    "clip_polygon",
+    "convex_intersection",
+    "estimate_homography",
+    "foot_points",
+    "ground_homography",
+    "ground_to_image",
+    "image_to_ground",
+    "learn_topology",
+    "learn_transitions",
+    "look_at_camera",
+    "orient_homography",
+    "overlaps_from_geometry",
+    "overlaps_from_visits",
+    "pair_evidence",
+    "pinhole_matrices",
+    "polygon_area",
+    "transition_gaps",
+    "world_to_image",
+]

@@ -1,0 +1,199 @@
+"""From one camera's tracked, embedded detections to ``Tracklet``s located on the ground in metres.
+
+Location. With a pinhole calibration a box is located where the ray through its *centre* meets
+the horizontal plane at half the object's height (``ObjectClass.height_m / 2``): the middle of
+the box is the image of the middle of the object, so this point is the object's footprint centre,
+whatever side of a 4.5 m car the camera sees. The bottom-centre (foot point) convention instead
+lands on the side nearest the camera, up to half a vehicle away. With a homography calibration
+only the ground plane is known, and the foot point is used.
+
+Class. Motion detection does not name what it finds. With ground calibration a box's footprint
+width in metres (its bottom corners projected to the ground) separates people (under a metre)
+from vehicles; each track takes the majority over its boxes. Detectors that name classes keep
+theirs (``classify_by_size=False``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+from pydantic import BaseModel, ConfigDict, Field
+
+from crossview.core.camera import Camera
+from crossview.core.detections import Detections
+from crossview.multicam.association import Tracklet
+from crossview.multicam.geometry import GroundProjector, pinhole_matrices
+
+FloatArray = NDArray[np.float64]
+
+PERSON, CAR = 0, 2  # COCO class ids
+
+
+class ObjectClass(BaseModel):
+    """A class the site expects: its id, typical height and the footprint width it starts at."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    class_id: int
+    name: str
+    height_m: float = Field(gt=0)
+    min_width_m: float = Field(ge=0)
+
+
+DEFAULT_CLASSES = (
+    ObjectClass(class_id=PERSON, name="person", height_m=1.75, min_width_m=0.0),
+    ObjectClass(class_id=CAR, name="car", height_m=1.5, min_width_m=1.1),
+)
+
+
+class Locator:
+    """Ground positions (metres) and size-based classes of a camera's boxes."""
+
+    def __init__(self, camera: Camera, classes: Sequence[ObjectClass] = DEFAULT_CLASSES) -> None:
+        if not camera.has_ground_calibration:
+            raise ValueError(f"camera {camera.id!r} has no ground calibration: boxes cannot be located")
+        self.camera = camera
+        self.classes = tuple(sorted(classes, key=lambda c: c.min_width_m))
+        self._projector = GroundProjector(camera)
+        self._pinhole = camera.intrinsics is not None and not camera.distortion
+        if self._pinhole:
+            intrinsics, rotation, translation = pinhole_matrices(camera)
+            self._rays = rotation.T @ np.linalg.inv(intrinsics)  # pixel (homogeneous) -> world direction
+            self._centre = -rotation.T @ translation
+
+    def footprint_width(self, xyxy: NDArray[np.float32]) -> FloatArray:
+        """Ground distance (m) between a box's bottom corners; NaN above the horizon."""
+        bottom = np.asarray(xyxy, np.float64)
+        left = self._projector.to_ground(np.column_stack([bottom[:, 0], bottom[:, 3]]))
+        right = self._projector.to_ground(np.column_stack([bottom[:, 2], bottom[:, 3]]))
+        widths: FloatArray = np.linalg.norm(left - right, axis=1)
+        return widths
+
+    def classify(self, xyxy: NDArray[np.float32]) -> NDArray[np.int64]:
+        """The class of each box by footprint width (the widest class whose minimum it reaches)."""
+        widths = np.nan_to_num(self.footprint_width(xyxy), nan=0.0)
+        minimums = np.array([c.min_width_m for c in self.classes])
+        ids = np.array([c.class_id for c in self.classes], dtype=np.int64)
+        chosen: NDArray[np.int64] = ids[np.searchsorted(minimums, widths, side="right") - 1]
+        return chosen
+
+    def locate(self, xyxy: NDArray[np.float32], class_ids: NDArray[np.int64]) -> FloatArray:
+        """``(N, 2)`` ground positions of the objects' centres (NaN where the ray misses)."""
+        boxes = np.asarray(xyxy, np.float64)
+        if not self._pinhole or len(boxes) == 0:
+            return self._projector.to_ground(boxes)
+        heights = np.array([self._height(int(c)) for c in np.asarray(class_ids).tolist()])
+        pixels = np.column_stack(
+            [(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2, np.ones(len(boxes))]
+        )
+        directions = pixels @ self._rays.T
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scale = (heights / 2 - self._centre[2]) / directions[:, 2]
+        points: FloatArray = self._centre[:2] + scale[:, None] * directions[:, :2]
+        points[~(scale > 0)] = np.nan
+        return points
+
+    def _height(self, class_id: int) -> float:
+        for known in self.classes:
+            if known.class_id == class_id:
+                return known.height_m
+        return 0.0  # unknown class: the foot of the box centre's ray, on the ground
+
+
+@dataclass(slots=True)
+class _Track:
+    times: list[float] = field(default_factory=list)
+    ground: list[FloatArray] = field(default_factory=list)
+    embeddings: list[NDArray[np.float32]] = field(default_factory=list)
+    weights: list[float] = field(default_factory=list)
+    classes: list[int] = field(default_factory=list)
+    boxes: list[NDArray[np.float32]] = field(default_factory=list)
+    frames: list[int] = field(default_factory=list)
+
+
+class TrackletBuilder:
+    """Collects one camera's tracked rows into ``Tracklet``s (located, classified, embedded).
+
+    ``update`` takes each frame's tracked ``Detections`` (``tracker_id`` >= 0 rows are kept, with
+    an ``embedding``); ``tracklets`` returns those with at least ``min_samples`` rows.
+    """
+
+    def __init__(
+        self,
+        camera: Camera,
+        *,
+        classes: Sequence[ObjectClass] = DEFAULT_CLASSES,
+        classify_by_size: bool = True,
+    ) -> None:
+        self.camera = camera
+        self.locator = Locator(camera, classes)
+        self.classify_by_size = classify_by_size
+        self._tracks: dict[int, _Track] = {}
+        self._last_time = -np.inf
+
+    def update(self, detections: Detections) -> None:
+        if detections.camera_id not in (None, self.camera.id):
+            raise ValueError(
+                f"detections of camera {detections.camera_id!r} given to {self.camera.id!r}'s builder"
+            )
+        timestamp = detections.timestamp
+        if timestamp is None:
+            raise ValueError(f"camera {self.camera.id!r}: detections need a timestamp")
+        if timestamp <= self._last_time:
+            raise ValueError(
+                f"camera {self.camera.id!r}: timestamps out of order ({self._last_time} then {timestamp})"
+            )
+        self._last_time = timestamp
+        rows = detections[detections.tracker_id >= 0]
+        if len(rows) == 0:
+            return
+        if rows.embedding is None:
+            raise ValueError(f"camera {self.camera.id!r}: tracked detections need embeddings")
+        classes = (
+            self.locator.classify(rows.xyxy) if self.classify_by_size else rows.class_id.astype(np.int64)
+        )
+        ground = self.locator.locate(rows.xyxy, classes)
+        for row in range(len(rows)):
+            track = self._tracks.setdefault(int(rows.tracker_id[row]), _Track())
+            track.times.append(float(timestamp))
+            track.ground.append(ground[row])
+            track.embeddings.append(rows.embedding[row])
+            track.weights.append(float(rows.confidence[row]))
+            track.classes.append(int(classes[row]))
+            track.boxes.append(rows.xyxy[row])
+            track.frames.append(int(detections.frame_index if detections.frame_index is not None else -1))
+
+    def class_of(self, track_id: int) -> int:
+        """The majority class of a track's boxes."""
+        values, counts = np.unique(self._tracks[track_id].classes, return_counts=True)
+        return int(values[np.argmax(counts)])
+
+    def rows(self, track_id: int) -> tuple[NDArray[np.int64], NDArray[np.float32], FloatArray]:
+        """A track's frame indices, boxes and ground positions."""
+        track = self._tracks[track_id]
+        return np.array(track.frames, np.int64), np.array(track.boxes, np.float32), np.array(track.ground)
+
+    def tracklets(self, min_samples: int = 3) -> list[Tracklet]:
+        found = []
+        for track_id, track in sorted(self._tracks.items()):
+            if len(track.times) < min_samples:
+                continue
+            weights = np.asarray(track.weights)
+            vectors = np.asarray(track.embeddings, np.float32)
+            mean = (weights[:, None] * vectors).sum(axis=0)
+            if not np.any(mean):
+                mean = vectors.mean(axis=0)
+            found.append(
+                Tracklet(
+                    self.camera.id,
+                    track_id,
+                    np.asarray(track.times),
+                    np.asarray(track.ground),
+                    mean,
+                    self.class_of(track_id),
+                )
+            )
+        return found
