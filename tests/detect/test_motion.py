@@ -269,3 +269,24 @@ def test_street_video_boxes_cover_the_walking_people(
     # no box is larger than a small group of people
     heights = boxes[:, 3] - boxes[:, 1]
     assert np.all(heights < 200) and np.all(boxes[:, 2] - boxes[:, 0] < 120)
+
+
+def test_background_plate_keeps_parked_objects_and_follows_slow_light() -> None:
+    """A car that parks stays a detection with a plate; MOG2 alone absorbs it into the background."""
+    plate = np.full((120, 160, 3), 80, np.uint8)
+    config = MotionConfig(scale=1.0, min_area=50, warmup_frames=5, max_area_fraction=None)
+    with_plate = MotionDetector(config, plates={"lot": plate})
+    adaptive = MotionDetector(config)
+    found_plate, found_adaptive = [], []
+    for index in range(400):
+        image = np.full_like(plate, 80 + index // 40)  # the light drifts up by 10 grey levels
+        image[40:70, 50:110] = 200  # a parked car, there from the first frame
+        frame = Frame(image, "lot", index, index / 10)
+        found_plate.append(with_plate.detect([frame])[0].xyxy.tolist())
+        found_adaptive.append(adaptive.detect([frame])[0].xyxy.tolist())
+    assert all(boxes == [[50.0, 40.0, 110.0, 70.0]] for boxes in found_plate)  # every frame, no warm-up
+    assert found_adaptive[-1] == []  # absorbed long before the end
+    with pytest.raises(ValueError, match=r"does not match its background plate of shape \(120, 160, 3\)"):
+        with_plate.detect([Frame(np.zeros((60, 80, 3), np.uint8), "lot", 999, 99.9)])
+    with pytest.raises(ValueError, match=r"plate of camera 'lot' must be an \(H, W, 3\) uint8 image"):
+        MotionDetector(config, plates={"lot": np.zeros((4, 4), np.uint8)})

@@ -24,7 +24,7 @@ that stops long enough is absorbed into the background (after roughly ``history`
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -107,6 +107,8 @@ class MotionConfig(BaseModel):
     max_area_fraction: float | None = Field(default=0.5, gt=0, le=1)
     relearn_on_global_change: bool = True
     class_id: int = Field(default=0, ge=0)
+    plate_threshold: float = Field(default=30.0, gt=0, description="grey levels, for cameras with a plate")
+    plate_update_rate: float = Field(default=0.02, ge=0, le=1)
 
 
 @dataclass(slots=True)
@@ -128,13 +130,29 @@ class MotionDetector:
     or whose size differs, starts the camera's model afresh (a restarted or replaced source),
     warm-up included. During warm-up a camera's frames yield empty ``Detections``.
 
+    A camera may instead be given a *background plate*, an image of its view with nothing in it
+    (taken when the site is empty, as when a fixed camera is commissioned): its frames are then
+    compared with the plate (largest colour difference above ``plate_threshold``), the plate
+    follows slow lighting changes only where no object is (selective update at
+    ``plate_update_rate``), and nothing fades into it: a parked car stays detected for as long as
+    it stays, and there is no warm-up.
+
     >>> detector = MotionDetector()
     >>> detector.detect([])
     []
     """
 
-    def __init__(self, config: MotionConfig | None = None) -> None:
+    def __init__(
+        self, config: MotionConfig | None = None, *, plates: Mapping[str, NDArray[np.uint8]] | None = None
+    ) -> None:
         self.config = config if config is not None else MotionConfig()
+        self._plates = dict(plates or {})
+        for camera_id, plate in self._plates.items():
+            if plate.ndim != 3 or plate.shape[2] != 3 or plate.dtype != np.uint8:
+                raise ValueError(
+                    f"plate of camera {camera_id!r} must be an (H, W, 3) uint8 image, "
+                    f"got {plate.shape} {plate.dtype}"
+                )
         self._models: dict[str, _CameraModel] = {}
         # -1 asks OpenCV for its own rate, 1 / min(2 * frames seen, history): fast, then steady.
         rate = self.config.learning_rate
@@ -189,12 +207,12 @@ class MotionDetector:
         }
         mask = self.foreground(frame)
         model = self._models[frame.camera_id]
-        if model.frames_seen <= config.warmup_frames:
+        if model.frames_seen <= config.warmup_frames and not isinstance(model.subtractor, _PlateSubtractor):
             return Detections.empty(**fields)
         limit = config.max_area_fraction
         if limit is not None and np.count_nonzero(mask) > limit * mask.size:
             if config.relearn_on_global_change:
-                self._models[frame.camera_id] = _CameraModel(self._subtractor(), frame.size)
+                self._models[frame.camera_id] = _CameraModel(self._subtractor(frame), frame.size)
                 self.foreground(frame)
             return Detections.empty(**fields)
         count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
@@ -225,12 +243,20 @@ class MotionDetector:
     def _model_for(self, frame: Frame) -> _CameraModel:
         model = self._models.get(frame.camera_id)
         if model is None or model.size != frame.size or frame.index <= model.last_index:
-            model = _CameraModel(self._subtractor(), frame.size)
+            model = _CameraModel(self._subtractor(frame), frame.size)
             self._models[frame.camera_id] = model
         return model
 
-    def _subtractor(self) -> Any:
+    def _subtractor(self, frame: Frame) -> Any:
         config = self.config
+        plate = self._plates.get(frame.camera_id)
+        if plate is not None:
+            if plate.shape[:2] != frame.image.shape[:2]:
+                raise ValueError(
+                    f"camera {frame.camera_id!r}: frame of shape {frame.image.shape} does not match "
+                    f"its background plate of shape {plate.shape}"
+                )
+            return _PlateSubtractor(self._prepare(plate), config.plate_threshold, config.plate_update_rate)
         if config.method == "knn":
             threshold = 400.0 if config.threshold is None else config.threshold
             return cv2.createBackgroundSubtractorKNN(
@@ -251,6 +277,22 @@ class MotionDetector:
         if self._blur:
             small = cv2.GaussianBlur(small, (self._blur, self._blur), 0)
         return np.asarray(small, dtype=np.uint8)
+
+
+class _PlateSubtractor:
+    """Difference from a background plate, with the plate updated only where nothing is found."""
+
+    def __init__(self, plate: NDArray[np.uint8], threshold: float, update_rate: float) -> None:
+        self.background = plate.astype(np.float32)
+        self.threshold = threshold
+        self.update_rate = update_rate
+
+    def apply(self, image: NDArray[np.uint8], learningRate: float = -1.0) -> NDArray[np.uint8]:
+        difference = np.abs(image.astype(np.float32) - self.background).max(axis=2)
+        mask = np.where(difference > self.threshold, np.uint8(_FOREGROUND), np.uint8(0))
+        if self.update_rate > 0:
+            cv2.accumulateWeighted(image, self.background, self.update_rate, mask=_FOREGROUND - mask)
+        return mask
 
 
 def _ellipse(side: float) -> NDArray[np.uint8] | None:
