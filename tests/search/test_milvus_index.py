@@ -247,6 +247,58 @@ def test_approximate_default_index_finds_near_duplicates(make: Factory) -> None:
     assert (hnsw.search(vectors[:50], k=30).ids[:, 0] == ids[:50]).all()
 
 
+def test_filtered_hnsw_returns_min_k_matching(make: Factory) -> None:
+    """Lite's HNSW applies filters as a selector in the graph walk; selective filters must still give
+    min(k, matching) hits (a tiny filtered_ef forces the exact fallback)."""
+    ids, vectors, entries = _gallery(3000, seed=8)
+    for index_type in ("HNSW", "AUTOINDEX"):
+        index = make(f"filtered_{index_type.lower()}", index_type=index_type, filtered_ef=1)
+        index.add(ids, vectors, entries)
+        index.flush()  # waits for Lite's background index build, so the HNSW path is taken
+        queries = np.random.default_rng(9).normal(size=(6, DIM)).astype(np.float32)
+        for filter in (
+            Filter(time_range=(0.0, 0.5)),
+            Filter(equals={"track_id": 3}, classes=frozenset({1}), cameras=frozenset({"gate"})),
+            Filter(cameras=frozenset({"north"}), time_range=(10.0, 12.0)),
+        ):
+            matching = sum(filter.matches(entry) for entry in entries)
+            assert 0 < matching < 60
+            hits = index.search(queries, 10, filter)
+            assert ((hits.ids >= 0).sum(axis=1) == min(10, matching)).all()
+            for row in hits.entries:
+                assert all(entry is None or filter.matches(entry) for entry in row)
+            if matching <= 10:
+                expected_ids, expected_distances = _brute_force(ids, vectors, entries, queries, 10, filter)
+                np.testing.assert_array_equal(np.sort(hits.ids, axis=1), np.sort(expected_ids, axis=1))
+                np.testing.assert_allclose(hits.distances, expected_distances, atol=1e-5)
+
+
+def test_unflushed_writes_are_flushed_before_search_and_flush_waits_for_the_index(make: Factory) -> None:
+    index = make(index_type="HNSW", flush=False)
+    lite = index._lite_collection()
+    if lite is None:
+        pytest.skip("not Milvus Lite 3.x: its memtable and segments cannot be inspected")
+    ids, vectors, entries = _gallery(500, seed=10)
+    index.add(ids[:300], vectors[:300], entries[:300])
+    assert lite._memtable.size() == 300  # not flushed by add
+    hits = index.search(vectors[:5], k=1)
+    np.testing.assert_array_equal(hits.ids[:, 0], ids[:5])
+    assert lite._memtable.size() == 0  # flushed by the search, so a sealed segment serves it
+    index.add(ids[300:], vectors[300:], entries[300:])
+    index.flush()
+    assert lite._memtable.size() == 0
+    segments = lite._segments_snapshot()
+    assert sum(segment.num_rows for segment in segments) == 500
+    assert all("vector" in segment.indexes for segment in segments)
+    assert index.count() == 500
+
+
+def test_lite_refuses_index_types_it_cannot_build(tmp_path: Path) -> None:
+    for index_type in ("IVF_PQ", "DISKANN"):
+        with pytest.raises(ValueError, match="with Milvus Lite"):
+            MilvusIndex(str(tmp_path / "g.db"), DIM, index_type=index_type)
+
+
 def test_reopen_same_file_gives_same_results(tmp_path: Path) -> None:
     path = str(tmp_path / "reopen.db")
     ids, vectors, entries = _gallery(60, seed=6)
@@ -317,6 +369,8 @@ def test_bad_configuration_raises(tmp_path: Path) -> None:
         MilvusIndex(str(tmp_path / "g.db"), DIM, index_type="SCANN_PLUS")
     with pytest.raises(ValueError, match="dim must be >= 1"):
         MilvusIndex(str(tmp_path / "g.db"), 0)
+    with pytest.raises(ValueError, match="filtered_ef must be >= 1"):
+        MilvusIndex(str(tmp_path / "g.db"), DIM, filtered_ef=0)
 
 
 def test_closed_index_refuses_work(make: Factory) -> None:
