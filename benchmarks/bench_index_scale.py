@@ -118,13 +118,13 @@ def open_backend(name: str, folder: Path, dim: int) -> VectorIndex:
         return MilvusIndex(str(folder / "milvus.db"), dim, index_type="HNSW", flush=False)
     from crossview.search.faiss_index import FaissIndex
 
-    factory = {"faiss-hnsw": "HNSW32", "faiss-ivf": "IVF4096,Flat", "faiss-flat": "Flat"}[name]
+    factory = {"faiss-hnsw": "HNSW32", "faiss-ivf": "IVF1024,Flat", "faiss-flat": "Flat"}[name]
     return FaissIndex(folder, dim, factory=factory, save_every=10**9)
 
 
 # query-time settings swept per backend (the first is measured with filters too); None: fixed
 SWEEPS: dict[str, tuple[str, tuple[int, ...]] | None] = {
-    "faiss-hnsw": ("ef_search", (128, 64, 256, 512)),
+    "faiss-hnsw": ("ef_search", (384, 128, 256, 512)),
     "faiss-ivf": ("nprobe", (16, 32, 64, 128)),
     "faiss-flat": None,
     "milvus": None,

@@ -127,7 +127,7 @@ class FaissIndex:
         *,
         factory: str = "HNSW32",
         train_size: int | None = None,
-        ef_search: int = 128,
+        ef_search: int = 384,
         nprobe: int = 16,
         exact_below: int = 10_000,
         save_every: int = 50_000,
