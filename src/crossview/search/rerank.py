@@ -6,7 +6,8 @@ return float32 distances, smaller = more similar, shaped ``(Q, G)`` like ``cosin
 **k-reciprocal re-ranking** (Zhong et al., CVPR 2017), ``k_reciprocal_distances``, in the published
 reference formulation over the ``N = Q + G`` items of query and gallery together:
 
-1. ``d(i, j) = |x_i - x_j|^2`` between L2-normalised features, each row divided by its maximum;
+1. ``d(i, j) = |x_i - x_j|^p`` between L2-normalised features (``p = distance_power``, 4 by
+   default; see below), each row divided by its maximum;
 2. ``R(i, k)``, the k-reciprocal neighbours of ``i``: the items ``j`` among the ``k + 1`` nearest of
    ``i`` (itself included) that also have ``i`` among their ``k + 1`` nearest;
 3. the expansion ``R*(i)``: ``R(i, k1)`` united with ``R(c, round(k1 / 2))`` of each ``c`` in
@@ -17,8 +18,20 @@ reference formulation over the ``N = Q + G`` items of query and gallery together
    ``2 - m`` is the sum of the maxima), computed through an inverted index over the non-zeros;
 7. ``final = (1 - lambda) * jaccard + lambda * d``.
 
+The reference code comes in two forms that differ in step 1. The distance-matrix form
+``re_ranking(q_g_dist, q_q_dist, g_g_dist, k1, k2, lambda_value)`` (open-reid, torchreid) *squares*
+the distances it is given. Its callers pass the squared Euclidean distance or the cosine distance
+``1 - cos``, so the method works on ``|x - y|^4``. (The cosine distance is ``|x - y|^2 / 2`` for unit rows,
+and the row normalisation removes the factor.) That is ``distance_power=4``, the default: with it,
+Market-1501 with OSNet x0.25 (k1=20, k2=6, lambda 0.3) gives the published figures of BASELINES.md,
+mAP 58.88, rank-1 / 5 / 10 71.28 / 79.52 / 84.84. The feature form computes Euclidean distances and
+squares them, as does the matrix form given Euclidean distances: ``distance_power=2`` (58.73 /
+71.28 / 79.79 / 84.84 there). The power never changes a neighbour rank; it changes the Gaussian
+weights of step 4 and the original-distance term of step 7.
+
 Nearest-neighbour ranks come from a stable sort (ties broken by item order: queries, then gallery).
-``V`` is float32 (the reference code stores it as float16, which moves scores by about 1e-3).
+``V`` is float32, as in the distance-matrix reference (the feature reference stores it as float16,
+which moves scores by about 1e-3); on Market-1501 the distances agree with that reference to 4e-7.
 Memory is ``O(N^2)``: a handful of dense ``N x N`` arrays (about 0.5 GB for ``N = 6338``).
 
 The scalable forms keep steps 2-6 sparse (neighbour lists of ``k1 + 1`` items, ``V`` as a sparse
@@ -79,12 +92,17 @@ def k_reciprocal_distances(
     k1: int = 20,
     k2: int = 6,
     lambda_value: float = 0.3,
+    *,
+    distance_power: float = 4.0,
 ) -> Float32Array:
     """k-reciprocal re-ranked ``(Q, G)`` distances over the whole query + gallery set.
 
     The published reference formulation (see the module docstring); ``k1`` sizes the reciprocal
     neighbourhoods, ``k2`` the local query expansion (1 disables it), ``lambda_value`` weighs the
-    original distance against the Jaccard distance. Memory ``O((Q + G)^2)``.
+    original distance against the Jaccard distance. The original distance is
+    ``|x - y|^distance_power``: 4 (the default) is the distance-matrix reference given squared
+    Euclidean or cosine distances, which reproduces the published figures; 2 is the feature
+    reference. Memory ``O((Q + G)^2)``.
 
     >>> rng = np.random.default_rng(1)
     >>> d = k_reciprocal_distances(rng.normal(size=(2, 4)), rng.normal(size=(9, 4)), k1=3, k2=2)
@@ -92,12 +110,14 @@ def k_reciprocal_distances(
     ((2, 9), True)
     """
     query, gallery = _pair("query_features", query_features, "gallery_features", gallery_features)
-    _check_parameters(k1, k2, lambda_value)
+    _check_parameters(k1, k2, lambda_value, distance_power)
     num_queries = query.shape[0]
     if num_queries == 0 or gallery.shape[0] == 0:
         return np.zeros((num_queries, gallery.shape[0]), np.float32)
     features = np.concatenate([query, gallery])
-    distances = _squared_distances(features[None], features[None])
+    squared = _squared_distances(features[None], features[None])
+    _zero_self(squared[0], 0)
+    distances = _powered(squared, distance_power)
     distances /= _row_max(distances)
     weights = _expanded_weights(distances, k1, k2)[0]
     overlap = _sparse_min_overlap(weights, num_queries)
@@ -136,13 +156,16 @@ class KReciprocalIndex:
     - the Jaccard distance uses the gallery items' rows *as built*: the query does not enter the
       gallery's neighbour lists, weights or expansions (so no gallery row puts weight on the query).
 
+    ``distance_power`` sets the original distance ``|x - y|^distance_power`` as in
+    ``k_reciprocal_distances`` (4, the default, reproduces the published figures).
+
     It is therefore the *online* (inductive) form: queries never see one another, and the gallery
     graph does not move when a query arrives. ``k_reciprocal_distances`` is transductive, ranking
     the queries and the gallery together (each query also shapes the others' and the gallery's
     neighbourhoods), and even with a single query it lets that query into the gallery rows. The
     distances differ accordingly. On Market-1501 with OSNet x0.25 (376 queries, 5962 gallery;
-    k1=20, k2=6, lambda 0.3) mAP is 58.4 here against 58.7 for the full form; on every tenth query,
-    57.7 here, 58.1 for the full form run one query at a time, 58.7 for it run on all queries at once.
+    k1=20, k2=6, lambda 0.3) mAP is 58.5 here against 58.9 for the full form; on every tenth query,
+    58.0 here, 58.3 for the full form run one query at a time, 59.0 for it run on all queries at once.
 
     The Jaccard distance goes through an inverted index over the non-zeros of the gallery rows, so a
     query meets exactly the gallery items whose expanded neighbourhoods overlap its own; every other
@@ -162,15 +185,22 @@ class KReciprocalIndex:
     ((2, 5), (2, 30), 30)
     """
 
-    __slots__ = ("_graph", "_inverted", "k1", "k2", "lambda_value")
+    __slots__ = ("_graph", "_inverted", "distance_power", "k1", "k2", "lambda_value")
 
     def __init__(
-        self, gallery_features: ArrayLike, k1: int = 20, k2: int = 6, lambda_value: float = 0.3
+        self,
+        gallery_features: ArrayLike,
+        k1: int = 20,
+        k2: int = 6,
+        lambda_value: float = 0.3,
+        *,
+        distance_power: float = 4.0,
     ) -> None:
         gallery = _features("gallery_features", gallery_features)
-        _check_parameters(k1, k2, lambda_value)
+        _check_parameters(k1, k2, lambda_value, distance_power)
         self.k1, self.k2, self.lambda_value = k1, k2, lambda_value
-        self._graph = _build_graph(gallery, k1, k2)
+        self.distance_power = distance_power
+        self._graph = _build_graph(gallery, k1, k2, distance_power)
         self._inverted: SparseMatrix = self._graph.expanded.T.tocsr()
 
     def __len__(self) -> int:
@@ -246,6 +276,7 @@ def k_reciprocal_topk(
     *,
     top_k: int = 150,
     include_queries: bool = True,
+    distance_power: float = 4.0,
 ) -> Float32Array:
     """k-reciprocal re-ranking through a sparse neighbour graph; ``(Q, G)`` distances, ``top_k`` kept.
 
@@ -260,6 +291,9 @@ def k_reciprocal_topk(
       attached to it by itself; see ``KReciprocalIndex``, which keeps the gallery graph for reuse
       across calls (this function rebuilds it every time).
 
+    ``distance_power`` sets the original distance ``|x - y|^distance_power`` as in
+    ``k_reciprocal_distances``.
+
     Every gallery item's re-ranked distance is computed (exactly, not from a candidate pool). Each
     query then keeps those of its ``top_k`` best items, by re-ranked distance; the others get
     Jaccard distance 1, ``(1 - lambda) + lambda * d``: behind those, among themselves in their
@@ -267,8 +301,8 @@ def k_reciprocal_topk(
     ``top_k >= G`` keeps every re-ranked distance.
 
     On Market-1501 with OSNet x0.25 (376 queries, 5962 gallery; k1=20, k2=6, lambda 0.3) the full
-    form gives mAP 58.73; the transductive form 58.73 with ``top_k >= G`` and 58.68 with 200; the
-    online form 58.38, 58.37, 58.33 and 58.23 with ``top_k >= G``, 500, 200 and 100. One call costs
+    form gives mAP 58.88; the transductive form 58.88 with ``top_k >= G`` and 58.83 with 200; the
+    online form 58.53, 58.52, 58.48 and 58.39 with ``top_k >= G``, 500, 200 and 100. One call costs
     about the graph's build, an exact search over its items (1.3-1.8 s there against 2.1-2.3 s for
     the full form on 2 cores); with ``KReciprocalIndex`` the gallery graph is built once and the
     queries alone take about 0.1-0.15 s.
@@ -278,7 +312,7 @@ def k_reciprocal_topk(
     (2, 30)
     """
     query, gallery = _pair("query_features", query_features, "gallery_features", gallery_features)
-    _check_parameters(k1, k2, lambda_value)
+    _check_parameters(k1, k2, lambda_value, distance_power)
     if top_k < 1:
         raise ValueError(f"top_k must be at least 1, got {top_k}")
     num_queries, num_gallery = query.shape[0], gallery.shape[0]
@@ -286,19 +320,19 @@ def k_reciprocal_topk(
         return np.zeros((num_queries, num_gallery), np.float32)
     result = np.empty((num_queries, num_gallery), np.float32)
     if include_queries:
-        graph = _build_graph(np.concatenate([query, gallery]), k1, k2)
+        graph = _build_graph(np.concatenate([query, gallery]), k1, k2, distance_power)
         batch = _query_batch(graph)
         inverted = graph.expanded[num_queries:].T.tocsr()
         for start in range(0, num_queries, batch):
             stop = min(start + batch, num_queries)
-            original = _squared_distances(query[None, start:stop], gallery[None])[0]
+            original = _powered(_squared_distances(query[None, start:stop], gallery[None])[0], distance_power)
             original /= graph.row_max[start:stop, None]
             overlap = _min_overlap(graph.expanded[start:stop], inverted)
             result[start:stop] = _keep_top(
                 _combine(overlap, original, lambda_value), original, lambda_value, top_k
             )
     else:
-        graph = _build_graph(gallery, k1, k2)
+        graph = _build_graph(gallery, k1, k2, distance_power)
         for start, stop, final, original in _online_blocks(
             graph, graph.expanded.T.tocsr(), query, k1, k2, lambda_value
         ):
@@ -311,9 +345,10 @@ class _Graph:
     """The k-reciprocal structure of a fixed item set, sparse; built by ``_build_graph``."""
 
     features: Float32Array  # (N, D) unit rows
+    distance_power: float  # the original distance is |x - y| to this power
     neighbours: IntArray  # (N, L) nearest first (stable ties), L = min(max(k1 + 1, k2), N)
-    distances: Float32Array  # (N, L) their squared distances, each row divided by its maximum
-    row_max: Float32Array  # (N,) each row's maximum squared distance
+    distances: Float32Array  # (N, L) their original distances, each row divided by its maximum
+    row_max: Float32Array  # (N,) each row's maximum original distance
     forward_radius: Float32Array  # (N,) distances[:, k1], or inf when the list holds everything
     half_radius: Float32Array  # (N,) distances[:, round(k1 / 2)], or inf likewise
     half_reciprocal: BoolArray  # (N, h): neighbours[i, j] is in R(i, round(k1 / 2)), h = its list
@@ -321,7 +356,7 @@ class _Graph:
     expanded: SparseMatrix  # CSR (N, N): V after local query expansion
 
 
-def _build_graph(items: Float32Array, k1: int, k2: int) -> _Graph:
+def _build_graph(items: Float32Array, k1: int, k2: int, distance_power: float) -> _Graph:
     """Steps 1-5 of the module docstring over ``items`` (unit rows), kept sparse."""
     num_items = items.shape[0]
     if num_items == 0:
@@ -329,6 +364,7 @@ def _build_graph(items: Float32Array, k1: int, k2: int) -> _Graph:
         empty = np.zeros(0, np.float32)
         return _Graph(
             features=items,
+            distance_power=distance_power,
             neighbours=np.zeros((0, 0), np.intp),
             distances=np.zeros((0, 0), np.float32),
             row_max=empty,
@@ -346,7 +382,9 @@ def _build_graph(items: Float32Array, k1: int, k2: int) -> _Graph:
     batch = max(1, _SEARCH_CELLS // max(num_items, 1))
     for start in range(0, num_items, batch):
         stop = min(start + batch, num_items)
-        block = _squared_distances(items[None, start:stop], items[None])[0]
+        squared = _squared_distances(items[None, start:stop], items[None])[0]
+        _zero_self(squared, start)
+        block = _powered(squared, distance_power)
         scale = _row_max(block)
         block /= scale
         nearest = _nearest(block, length)
@@ -385,7 +423,8 @@ def _build_graph(items: Float32Array, k1: int, k2: int) -> _Graph:
         stop = min(start + pair_batch, unique.size)
         dots = np.einsum("ij,ij->i", items[rows[start:stop]], items[columns[start:stop]])
         squared = np.maximum(np.float32(2.0) - np.float32(2.0) * dots, np.float32(0.0))
-        weights[start:stop] = np.exp(-(squared / row_max[rows[start:stop]]))
+        squared[rows[start:stop] == columns[start:stop]] = 0.0
+        weights[start:stop] = np.exp(-(_powered(squared, distance_power) / row_max[rows[start:stop]]))
     weights /= np.bincount(rows, weights, minlength=num_items).astype(np.float32)[rows]
     indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=num_items))])
     shape = (num_items, num_items)
@@ -405,6 +444,7 @@ def _build_graph(items: Float32Array, k1: int, k2: int) -> _Graph:
         expanded.data /= np.float32(count)
     return _Graph(
         features=items,
+        distance_power=distance_power,
         neighbours=neighbours,
         distances=distances,
         row_max=row_max,
@@ -437,14 +477,14 @@ def _list_reciprocal(neighbours: IntArray, count: int) -> BoolArray:
 
 
 def _attach(graph: _Graph, query: Float32Array, k1: int, k2: int) -> tuple[Float32Array, SparseMatrix]:
-    """Row-normalised ``(B, G)`` distances of unit ``query`` rows, and their expanded ``V`` rows (CSR).
+    """Row-normalised ``(B, G)`` original distances of unit ``query`` rows, their expanded ``V`` (CSR).
 
     Each query is inserted alone into the graph's item set (index 0, so it wins distance ties).
     """
     count, num_items = query.shape[0], graph.features.shape[0]
     half = int(np.around(k1 / 2.0))
-    squared = _squared_distances(query[None], graph.features[None])[0]
-    original = squared / _row_max(squared)
+    powered = _powered(_squared_distances(query[None], graph.features[None])[0], graph.distance_power)
+    original = powered / _row_max(powered)
     forward_count, half_count = min(k1, num_items), min(half, num_items)  # gallery items in F(q)
     expansion_count = min(k2, num_items + 1) - 1  # gallery items in the query's local expansion
     nearest = _nearest(original, max(forward_count, expansion_count))
@@ -452,7 +492,7 @@ def _attach(graph: _Graph, query: Float32Array, k1: int, k2: int) -> tuple[Float
 
     # R(q, k1): the query itself and each of its k1 nearest whose k1 + 1 nearest it would enter.
     forward = nearest[:, :forward_count]
-    seen = squared[rows, forward] / graph.row_max[forward]  # d(q, y) as y normalises it
+    seen = powered[rows, forward] / graph.row_max[forward]  # d(q, y) as y normalises it
     reciprocal = seen <= graph.forward_radius[forward]
     in_core = np.zeros((count, num_items), bool)
     in_core[np.broadcast_to(rows, forward.shape)[reciprocal], forward[reciprocal]] = True
@@ -462,10 +502,10 @@ def _attach(graph: _Graph, query: Float32Array, k1: int, k2: int) -> tuple[Float
     candidate = forward[owner, position]
     members = graph.neighbours[candidate, : graph.half_reciprocal.shape[1]]
     mask = graph.half_reciprocal[candidate].copy()
-    enters = squared[owner, candidate] / graph.row_max[candidate] <= graph.half_radius[candidate]
+    enters = powered[owner, candidate] / graph.row_max[candidate] <= graph.half_radius[candidate]
     if half < num_items:  # full lists: the query pushes out their last member
         mask[:, half] &= ~enters
-        member_seen = squared[owner[:, None], members] / graph.row_max[members]
+        member_seen = powered[owner[:, None], members] / graph.row_max[members]
         pushed = (graph.neighbours[members, half] == candidate[:, None]) & (
             member_seen <= graph.half_radius[members]
         )
@@ -840,11 +880,13 @@ def _normalised(array: Float32Array) -> Float32Array:
     return result
 
 
-def _check_parameters(k1: int, k2: int, lambda_value: float) -> None:
+def _check_parameters(k1: int, k2: int, lambda_value: float, distance_power: float) -> None:
     if k1 < 1 or k2 < 1:
         raise ValueError(f"k1 and k2 must be at least 1, got k1={k1}, k2={k2}")
     if not 0.0 <= lambda_value <= 1.0:
         raise ValueError(f"lambda_value must lie in [0, 1], got {lambda_value}")
+    if not 0.0 < distance_power < np.inf:
+        raise ValueError(f"distance_power must be positive and finite, got {distance_power}")
 
 
 def _squared_distances(left: Float32Array, right: Float32Array) -> Float32Array:
@@ -854,6 +896,27 @@ def _squared_distances(left: Float32Array, right: Float32Array) -> Float32Array:
     distances += np.float32(2.0)
     np.maximum(distances, np.float32(0.0), out=distances)
     return distances
+
+
+def _zero_self(squared: Float32Array, start: int) -> None:
+    """Exact zeros for the items' own distances in ``(rows, N)`` block ``squared`` of rows ``start:``.
+
+    ``2 - 2 a.a`` rounds to about 1e-7 rather than 0, which a power below 2 would magnify.
+    """
+    rows = np.arange(squared.shape[0])
+    squared[rows, rows + start] = 0.0
+
+
+def _powered(squared: Float32Array, distance_power: float) -> Float32Array:
+    """``|a - b|^distance_power`` from squared distances ``|a - b|^2``, in place.
+
+    Power 4 squares them in float32, as the distance-matrix reference squares its input.
+    """
+    if distance_power == 4.0:
+        np.square(squared, out=squared)
+    elif distance_power != 2.0:
+        np.power(squared, np.float32(distance_power / 2.0), out=squared)
+    return squared
 
 
 def _row_max(distances: Float32Array) -> Float32Array:
