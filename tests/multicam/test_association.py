@@ -186,3 +186,17 @@ def test_online_ids_are_stable_and_match_offline_on_a_clean_sequence() -> None:
     with pytest.raises(ValueError, match="never assigned"):
         online.update(walk("lot", 9, 0, 1, (0, 0), (1, 0), RED))
     assert math.isinf(online._identity_cost(walk("exit", 2, 31, 33, (0, 0), (1, 0), RED), online._members[0]))
+
+
+def test_online_update_splits_an_identity_proven_wrong() -> None:
+    online = OnlineAssociator(TOPOLOGY, CONFIG)
+    first = walk("lot", 1, 0, 11, (0, 0), (1, 0), RED)  # samples 0 .. 10.5 s
+    early = walk("lot", 2, 10, 12, (9, 0), (1, 0), RED)  # 0.5 s shared: within the cross-camera tolerance
+    assert online.assign([first]) == [0]
+    # refused at once: any shared time in one camera means two objects
+    assert online.assign([early]) == [1]
+    third = walk("exit", 3, 20, 22, (0, 0), (1, 0), RED)
+    assert online.assign([third]) == [0]
+    # later the exit tracklet turns out to run while "lot/1" is still seen: it cannot be the same object
+    assert online.update(walk("lot", 1, 0, 30, (0, 0), (1, 0), RED)) == 0
+    assert online.global_id("exit", 3) == 2 and online.identities == 3

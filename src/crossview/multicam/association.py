@@ -154,9 +154,9 @@ def pair_evidence(
     )
     position = math.nan
     cost = config.appearance_weight * appearance
+    if same_camera and shared > 0:
+        return refuse("seen at once in the same camera")
     if shared > config.overlap_tolerance_s:
-        if same_camera:
-            return refuse("seen at once in the same camera")
         if not overlapping:
             return refuse(f"seen at once in {first.camera_id} and {second.camera_id}, which do not overlap")
         position = _co_visible_distance(first, second, config.min_shared_samples)
@@ -401,13 +401,31 @@ class OnlineAssociator:
         return [self._ids[t.key] for t in tracklets]
 
     def update(self, tracklet: Tracklet) -> int:
-        """Replace the stored state of an assigned tracklet (longer trajectory, better embedding)."""
+        """Replace the stored state of an assigned tracklet (longer trajectory, better embedding).
+
+        Ids are kept unless the new state proves the identity wrong: when it is now seen at once
+        with another member where one object cannot be (the same camera, cameras that do not
+        overlap, or far apart in overlapping ones), the later-starting of the two leaves the
+        identity and gets a new global id. Returns the tracklet's (possibly new) id.
+        """
         number = self._ids.get(tracklet.key)
         if number is None:
             raise ValueError(f"tracklet {tracklet.camera_id}/{tracklet.track_id} was never assigned")
         members = self._members[number]
         members[:] = [tracklet if m.key == tracklet.key else m for m in members]
-        return number
+        for member in members:
+            if member.key == tracklet.key or not self._conflict(tracklet, member):
+                continue
+            leaving = tracklet if tracklet.t_start >= member.t_start else member
+            members[:] = [m for m in members if m.key != leaving.key]
+            self._join(leaving, len(self._members))
+            break
+        return self._ids[tracklet.key]
+
+    def _conflict(self, first: Tracklet, second: Tracklet) -> bool:
+        shared = min(first.t_end, second.t_end) - max(first.t_start, second.t_start)
+        limit = 0.0 if first.camera_id == second.camera_id else self.config.overlap_tolerance_s
+        return shared > limit and not pair_evidence(first, second, self.topology, self.config).feasible
 
     def _identity_cost(self, tracklet: Tracklet, members: list[Tracklet]) -> float:
         evidence = [pair_evidence(tracklet, member, self.topology, self.config) for member in members]
@@ -415,8 +433,7 @@ class OnlineAssociator:
             # a forbidden pair only matters if co-visible or the most recent visit before this one
             previous = max(members, key=lambda m: m.t_end)
             for member, e in zip(members, evidence, strict=True):
-                co_visible = min(member.t_end, tracklet.t_end) - max(member.t_start, tracklet.t_start)
-                if not e.feasible and (co_visible > self.config.overlap_tolerance_s or member is previous):
+                if not e.feasible and (member is previous or self._conflict(tracklet, member)):
                     return math.inf
             evidence = [e for e in evidence if e.feasible]
         return float(np.mean([e.cost for e in evidence])) if evidence else math.inf

@@ -1,0 +1,518 @@
+"""``crossview demo``: a synthetic parking site, the whole platform over it, and its evaluation.
+
+1. A site is generated and rendered (``crossview.sim.site``): calibrated cameras, vehicles that
+   enter, park and leave, pedestrians, one scenario; with ground truth.
+2. Every camera's video runs through the live pipeline, frame by frame in time order: motion
+   detection against the camera's background plate (taken of the empty site, as at
+   commissioning), a SORT-family tracker, a colour-histogram appearance embedding.
+3. Tracks become tracklets located on the ground (``TrackletBuilder``) and are given global
+   identities online (``OnlineAssociator``, with the camera topology: overlaps from the
+   calibration, transit windows learned from a survey recording of the site), once per second.
+4. The parking flow indexes each vehicle entry and, on each exit, finds the entry by visual
+   search with context re-ranking (``ParkingFlow``).
+5. Evaluation against the ground truth: per-camera HOTA/IDF1, multi-camera IDF1,
+   localisation error, exit-to-entry accuracy, per-stage latency; a JSON file and an HTML report.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+from pydantic import BaseModel, ConfigDict, Field
+
+from crossview.core.detections import Detections
+from crossview.core.frame import Frame
+from crossview.detect.motion import MotionConfig, MotionDetector
+from crossview.embed.color import ColorHistogramEmbedder
+from crossview.eval.latency import LatencyHistogram, LatencySummary
+from crossview.eval.mot.evaluate import evaluate_sequence
+from crossview.eval.mot.protocol import MotProtocol
+from crossview.eval.mtmc import evaluate_mtmc, localisation_error
+from crossview.io.formats.mot import MotTable
+from crossview.io.formats.mtmc import MtmcTable, write_mtmc
+from crossview.io.sinks import draw_tracks
+from crossview.multicam.association import AssociationConfig, OnlineAssociator, Tracklet
+from crossview.multicam.topology import CameraTopology, learn_transitions, overlaps_from_geometry
+from crossview.multicam.tracklets import CAR, TrackletBuilder
+from crossview.parking import ParkingConfig, ParkingFlow, ParkingSession, session_accuracy
+from crossview.pipeline import Pipeline
+from crossview.sim.site import RenderedSite, Site, SiteSpec, generate_site, render_site
+from crossview.sim.site.render import empty_view
+from crossview.track.factory import make_tracker
+
+
+class DemoConfig(BaseModel):
+    """What the demo simulates and how the platform is set up to watch it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    cameras: int = Field(default=4, ge=2, le=8)
+    seconds: float = Field(default=60.0, gt=0)
+    scenario: str = "default"
+    seed: int = 0
+    survey_seed: int = Field(default=1000, description="the site recording transit times are learned from")
+    tracker: str = "sort"
+    min_samples: int = Field(default=5, ge=1, description="rows a track needs before it gets a global id")
+    report_frames: int = Field(default=1, ge=0, description="annotated frames per camera in the report")
+
+
+@dataclass(slots=True)
+class DemoResult:
+    """Figures (the JSON), where the files are, and the parking sessions found."""
+
+    figures: dict[str, Any]
+    out: Path
+    report: Path
+    sessions: list[ParkingSession] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def site_topology(site: Site, survey: Site | None) -> CameraTopology:
+    """Overlaps from the calibrated cameras' views of the ground; transit windows learned from the
+    ground-truth visits of a survey recording (as when a site is commissioned with a test drive)."""
+    cameras = [camera.camera for camera in site.cameras]
+    overlaps = overlaps_from_geometry(cameras, max_range_m=45.0, min_area_m2=4.0)
+    transitions: dict[tuple[str, str], tuple[float, float]] = {}
+    if survey is not None:
+        rendered_visits = _survey_visits(survey)
+        transitions = dict(learn_transitions(rendered_visits, margin_seconds=3.0, min_samples=2))
+        transitions = {pair: window for pair, window in transitions.items() if pair not in overlaps}
+    return CameraTopology(cameras=tuple(c.id for c in cameras), overlaps=overlaps, transitions=transitions)
+
+
+def _survey_visits(site: Site) -> list[tuple[int, str, float, float]]:
+    """Ground-truth camera visits of every actor: ``(object id, camera, first time, last time)``."""
+    from crossview.multicam.geometry import world_to_image
+
+    times = site.trajectories.times
+    visits: list[tuple[int, str, float, float]] = []
+    for camera in site.cameras:
+        width, height = camera.camera.width, camera.camera.height
+        for column, actor in enumerate(site.actors):
+            active = site.trajectories.active[:, column]
+            points = np.column_stack([site.trajectories.position[:, column], np.zeros(len(times))])
+            pixels = world_to_image(camera.camera, points)
+            inside = active & np.all(np.isfinite(pixels), axis=1)
+            inside &= (
+                (pixels[:, 0] >= 0) & (pixels[:, 0] < width) & (pixels[:, 1] >= 0) & (pixels[:, 1] < height)
+            )
+            frames = np.flatnonzero(inside)
+            if frames.size == 0:
+                continue
+            breaks = np.flatnonzero(np.diff(frames) > 1)
+            starts = np.concatenate([[frames[0]], frames[breaks + 1]])
+            stops = np.concatenate([frames[breaks], [frames[-1]]])
+            for start, stop in zip(starts.tolist(), stops.tolist(), strict=True):
+                visits.append((actor.id, camera.id, float(times[start]), float(times[stop])))
+    return visits
+
+
+class _Health:
+    """Warns when a camera goes silent (blank frames) and when it comes back."""
+
+    def __init__(self, warn: Callable[[str], None]) -> None:
+        self._warn = warn
+        self._silent_since: dict[str, float] = {}
+
+    def check(self, frame: Frame) -> bool:
+        blank = float(frame.image[::8, ::8].mean()) < 2.0
+        since = self._silent_since.get(frame.camera_id)
+        if blank and since is None:
+            self._silent_since[frame.camera_id] = frame.timestamp
+            self._warn(f"camera {frame.camera_id} went silent (blank frames) at {frame.timestamp:.1f} s")
+        elif not blank and since is not None:
+            del self._silent_since[frame.camera_id]
+            self._warn(
+                f"camera {frame.camera_id} is back at {frame.timestamp:.1f} s after "
+                f"{frame.timestamp - since:.1f} s of silence; tracks across the gap are new tracks"
+            )
+        return not blank
+
+
+def run_demo(
+    out: str | Path, config: DemoConfig | None = None, *, progress: Callable[[str], None] | None = None
+) -> DemoResult:
+    """Generate, run, evaluate and report; see the module docstring."""
+    config = config or DemoConfig()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    say = progress or (lambda message: None)
+    notes: list[str] = []
+
+    def warn(message: str) -> None:
+        notes.append(message)
+        say(f"warning: {message}")
+
+    started = time.perf_counter()
+    spec = SiteSpec(num_cameras=config.cameras, duration=config.seconds, scenario=config.scenario)  # type: ignore[arg-type]
+    site = generate_site(spec, seed=config.seed)
+    rendered = render_site(site, out / "site")
+    survey = generate_site(
+        SiteSpec(num_cameras=config.cameras, duration=max(config.seconds, 60.0)), seed=config.survey_seed
+    )
+    topology = site_topology(site, survey)
+    for message in topology.check():
+        warn(message)
+    render_seconds = time.perf_counter() - started
+    say(f"site rendered: {len(site.cameras)} cameras, {site.num_frames} frames each ({render_seconds:.1f} s)")
+
+    run = _run_cameras(site, rendered, topology, config, warn)
+    evaluate_started = time.perf_counter()
+    figures = _evaluate(site, rendered, run, config)
+    figures["seconds_render"] = round(render_seconds, 2)
+    figures["seconds_pipeline"] = round(run.seconds, 2)
+    figures["seconds_total"] = round(time.perf_counter() - started, 2)
+    figures["seconds_evaluate"] = round(time.perf_counter() - evaluate_started, 2)
+    figures["warnings"] = notes
+    write_mtmc(out / "pred" / "mtmc.txt", run.predictions)
+    (out / "results.json").write_text(json.dumps(figures, indent=2, default=_plain))
+    report = _report(out, site, rendered, run, figures, config)
+    return DemoResult(figures, out, report, run.flow.sessions, notes)
+
+
+@dataclass(slots=True)
+class _Run:
+    builders: dict[str, TrackletBuilder]
+    associator: OnlineAssociator
+    flow: ParkingFlow
+    pipeline: Pipeline
+    predictions: MtmcTable
+    latency: dict[str, LatencySummary]
+    seconds: float
+    snapshots: dict[str, tuple[NDArray[np.uint8], Detections]]
+
+
+def _run_cameras(
+    site: Site,
+    rendered: RenderedSite,
+    topology: CameraTopology,
+    config: DemoConfig,
+    warn: Callable[[str], None],
+) -> _Run:
+    cameras = {camera.id: camera for camera in site.cameras}
+    plates = {camera_id: empty_view(site, camera) for camera_id, camera in cameras.items()}
+    detector = MotionDetector(
+        MotionConfig(
+            scale=1.0,
+            blur=5,
+            plate_threshold=18,
+            min_area=40,
+            min_width=3,
+            min_height=6,
+            open_kernel=3,
+            close_kernel=9,
+        ),
+        plates=plates,
+    )
+    pipeline = Pipeline(detector, lambda: make_tracker(config.tracker), ColorHistogramEmbedder())
+    builders = {camera_id: TrackletBuilder(camera.camera) for camera_id, camera in cameras.items()}
+    associator = OnlineAssociator(topology, AssociationConfig(max_cost=0.25))
+    entries = frozenset(c.id for c in site.cameras if c.role == "gate")
+    exits = frozenset(c.id for c in site.cameras if c.role == "exit")
+    flow = ParkingFlow(
+        ParkingConfig(entry_cameras=entries, exit_cameras=exits, vehicle_classes=frozenset({CAR}))
+    )
+    health = _Health(warn)
+    captures = {camera_id: cv2.VideoCapture(str(rendered.videos[camera_id])) for camera_id in cameras}
+    fps = site.spec.fps
+    association_latency = LatencyHistogram()
+    snapshot_frame = site.num_frames // 2
+    snapshots: dict[str, tuple[NDArray[np.uint8], Detections]] = {}
+    started = time.perf_counter()
+    try:
+        for index in range(site.num_frames):
+            batch = []
+            for camera_id, capture in captures.items():
+                ok, image = capture.read()
+                if not ok:
+                    raise ValueError(f"camera {camera_id}: video ended at frame {index} of {site.num_frames}")
+                frame = Frame(np.asarray(image, np.uint8), camera_id, index, index / fps)
+                if health.check(frame):
+                    batch.append(frame)
+            for frame, tracked in zip(batch, pipeline.process(batch), strict=True):
+                builders[frame.camera_id].update(tracked)
+                if index == snapshot_frame:
+                    snapshots[frame.camera_id] = (frame.image, tracked)
+            if (index + 1) % max(1, round(fps)) == 0 or index == site.num_frames - 1:
+                tick = time.perf_counter()
+                _associate(builders, associator, flow, config.min_samples)
+                association_latency.record(time.perf_counter() - tick)
+    finally:
+        for capture in captures.values():
+            capture.release()
+    seconds = time.perf_counter() - started
+    latency = pipeline.latency_summary()
+    latency["associate+search (per second of video)"] = association_latency.summary()
+    return _Run(
+        builders, associator, flow, pipeline, _predictions(builders, associator), latency, seconds, snapshots
+    )
+
+
+def _associate(
+    builders: dict[str, TrackletBuilder], associator: OnlineAssociator, flow: ParkingFlow, min_samples: int
+) -> None:
+    """Give new tracklets a global id, refresh the assigned ones, feed the parking flow."""
+    fresh: list[Tracklet] = []
+    for builder in builders.values():
+        for tracklet in builder.tracklets(min_samples=min_samples):
+            if associator.global_id(tracklet.camera_id, tracklet.track_id) is None:
+                fresh.append(tracklet)
+            else:
+                associator.update(tracklet)
+    fresh.sort(key=lambda t: t.t_start)
+    for tracklet, global_id in zip(fresh, associator.assign(fresh), strict=True):
+        flow.observe(tracklet, global_id)
+
+
+def _predictions(builders: dict[str, TrackletBuilder], associator: OnlineAssociator) -> MtmcTable:
+    cameras: list[str] = []
+    rows: list[NDArray[np.float64]] = []
+    for camera_id, builder in builders.items():
+        for tracklet in builder.tracklets(min_samples=1):
+            global_id = associator.global_id(camera_id, tracklet.track_id)
+            if global_id is None:
+                continue
+            frames, boxes, ground = builder.rows(tracklet.track_id)
+            world = np.where(np.isfinite(ground), ground, -1.0)
+            block = np.column_stack(
+                [
+                    np.full(len(frames), global_id + 1),
+                    frames + 1,
+                    boxes[:, 0],
+                    boxes[:, 1],
+                    boxes[:, 2] - boxes[:, 0],
+                    boxes[:, 3] - boxes[:, 1],
+                    world,
+                ]
+            )
+            rows.append(block)
+            cameras.extend([camera_id] * len(frames))
+    if not rows:
+        return MtmcTable.from_rows([], np.zeros((0, 8)))
+    return MtmcTable.from_rows(cameras, np.concatenate(rows))
+
+
+def _truth_of_tracklets(rendered: RenderedSite, run: _Run) -> dict[tuple[str, int], int]:
+    """Each predicted tracklet's ground-truth object: the one its boxes overlap most (IoU >= 0.3)."""
+    truth: dict[tuple[str, int], int] = {}
+    for camera_id, builder in run.builders.items():
+        gt = rendered.gt[camera_id]
+        by_frame: dict[int, tuple[NDArray[np.int64], NDArray[np.float64]]] = {}
+        frames_gt = gt.frame.astype(np.int64)
+        for frame in np.unique(frames_gt).tolist():
+            rows = frames_gt == frame
+            xywh = np.asarray(gt.xywh[rows], np.float64)
+            by_frame[frame] = (
+                gt.track_id[rows].astype(np.int64),
+                np.column_stack([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]]),
+            )
+        for tracklet in builder.tracklets(min_samples=1):
+            frames, boxes, _ = builder.rows(tracklet.track_id)
+            votes: dict[int, int] = {}
+            for frame, box in zip((frames + 1).tolist(), boxes, strict=True):
+                if frame not in by_frame:
+                    continue
+                ids, gt_boxes = by_frame[frame]
+                overlap = _iou(box, gt_boxes)
+                best = int(np.argmax(overlap))
+                if overlap[best] >= 0.3:
+                    votes[int(ids[best])] = votes.get(int(ids[best]), 0) + 1
+            if votes:
+                truth[(camera_id, tracklet.track_id)] = max(votes, key=lambda k: votes[k])
+    return truth
+
+
+def _iou(box: NDArray[np.float32], boxes: NDArray[np.float64]) -> NDArray[np.float64]:
+    left = np.maximum(box[0], boxes[:, 0])
+    top = np.maximum(box[1], boxes[:, 1])
+    right = np.minimum(box[2], boxes[:, 2])
+    bottom = np.minimum(box[3], boxes[:, 3])
+    inter = np.clip(right - left, 0, None) * np.clip(bottom - top, 0, None)
+    union = (
+        (box[2] - box[0]) * (box[3] - box[1])
+        + (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        - inter
+    )
+    result: NDArray[np.float64] = inter / np.maximum(union, 1e-9)
+    return result
+
+
+def _evaluate(site: Site, rendered: RenderedSite, run: _Run, config: DemoConfig) -> dict[str, Any]:
+    protocol = MotProtocol.mot15()
+    per_camera: dict[str, dict[str, float]] = {}
+    for camera in site.cameras:
+        pred = (
+            run.predictions.for_camera(camera.id)
+            if camera.id in run.predictions.cameras()
+            else MotTable.from_array(np.zeros((0, 6)))
+        )
+        local = _local_ids(run, camera.id)
+        scores = evaluate_sequence(
+            rendered.gt[camera.id], local, protocol=protocol, num_frames=site.num_frames, name=camera.id
+        ).summary()
+        per_camera[camera.id] = {"HOTA": scores["HOTA"], "IDF1": scores["IDF1"], "MOTA": scores["MOTA"]}
+        del pred
+    mtmc = evaluate_mtmc(rendered.mtmc, run.predictions).to_dict()
+    located = localisation_error(rendered.mtmc, run.predictions)
+    truth = _truth_of_tracklets(rendered, run)
+    complete = {s.object_id for s in site.sessions if s.complete}
+    scored = [s for s in run.flow.sessions if truth.get((s.exit_camera, s.exit_track)) in complete]
+    latency = {
+        stage: {"p50_ms": summary.p50, "p99_ms": summary.p99, "count": summary.count}
+        for stage, summary in run.latency.items()
+    }
+    total = run.latency.get("total")
+    return {
+        "scenario": config.scenario,
+        "seed": config.seed,
+        "cameras": len(site.cameras),
+        "frames_per_camera": site.num_frames,
+        "per_camera": per_camera,
+        "mtmc_idf1": mtmc["mtmc_idf1"],
+        "mtmc_hota": mtmc["mtmc_hota"],
+        "localization_error_median_m": located.median,
+        "localization_error_p90_m": located.p90,
+        "localized_matches": located.compared,
+        "session_match_top1": session_accuracy(scored, truth) if scored else float("nan"),
+        "sessions_true": len(complete),
+        "sessions_scored": len(scored),
+        "global_ids": run.associator.identities,
+        "objects_true": len(site.actors),
+        "latency_p50_ms": total.p50 if total else float("nan"),
+        "latency_p99_ms": total.p99 if total else float("nan"),
+        "latency": latency,
+    }
+
+
+def _local_ids(run: _Run, camera_id: str) -> MotTable:
+    """The camera's predictions with per-camera track ids (single-camera tracking as produced)."""
+    builder = run.builders[camera_id]
+    rows = []
+    for tracklet in builder.tracklets(min_samples=1):
+        frames, boxes, _ = builder.rows(tracklet.track_id)
+        rows.append(
+            np.column_stack(
+                [
+                    frames + 1,
+                    np.full(len(frames), tracklet.track_id),
+                    boxes[:, :2],
+                    boxes[:, 2:] - boxes[:, :2],
+                    np.ones(len(frames)),
+                ]
+            )
+        )
+    return MotTable.from_array(np.concatenate(rows) if rows else np.zeros((0, 7)))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _report(
+    out: Path, site: Site, rendered: RenderedSite, run: _Run, figures: dict[str, Any], config: DemoConfig
+) -> Path:
+    """``report.html``: the figures, per-camera scores, sessions, the site map with trajectories, frames."""
+    images = out / "report"
+    images.mkdir(exist_ok=True)
+    loaded = cv2.imread(str(rendered.site_map))
+    if loaded is not None:
+        site_map = np.asarray(loaded, np.uint8)
+        _draw_trajectories(site_map, rendered, run)
+        cv2.imwrite(str(images / "site_map.png"), site_map)
+    for camera_id, (image, tracked) in run.snapshots.items():
+        global_ids = np.array(
+            [
+                run.associator.global_id(camera_id, int(t)) if t >= 0 else None
+                for t in tracked.tracker_id.tolist()
+            ],
+            dtype=object,
+        )
+        labelled = tracked.with_tracker_ids(np.array([-1 if g is None else g for g in global_ids], np.int64))
+        cv2.imwrite(str(images / f"{camera_id}.jpg"), draw_tracks(image, labelled, {0: "person", 2: "car"}))
+    rows = "".join(
+        f"<tr><td>{html.escape(c)}</td><td>{s['HOTA']:.3f}</td><td>{s['IDF1']:.3f}</td><td>{s['MOTA']:.3f}</td></tr>"
+        for c, s in figures["per_camera"].items()
+    )
+    sessions = "".join(
+        "<tr>"
+        f"<td>{s.exit_camera}/{s.exit_track}</td><td>{s.exit_time:.1f}</td>"
+        f"<td>{'-' if s.entry_track is None else f'{s.entry_camera}/{s.entry_track}'}</td>"
+        f"<td>{'-' if s.entry_time is None else f'{s.entry_time:.1f}'}</td>"
+        f"<td>{' → '.join(s.path)}</td>"
+        f"<td>{_best_hit(s)}</td>"
+        "</tr>"
+        for s in run.flow.sessions
+    )
+    headline = "".join(
+        f"<tr><td>{key}</td><td>{_format(figures[key])}</td></tr>"
+        for key in (
+            "mtmc_idf1",
+            "mtmc_hota",
+            "localization_error_median_m",
+            "session_match_top1",
+            "latency_p50_ms",
+            "latency_p99_ms",
+            "global_ids",
+            "objects_true",
+            "seconds_total",
+        )
+    )
+    frames = "".join(
+        f'<figure><img src="report/{c}.jpg" width="480"><figcaption>{c}</figcaption></figure>'
+        for c in run.snapshots
+    )
+    warnings_html = "".join(f"<li>{html.escape(w)}</li>" for w in figures["warnings"])
+    page = f"""<!doctype html><meta charset="utf-8"><title>crossview demo: {config.scenario}</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:auto}}
+td,th{{padding:2px 10px}}figure{{display:inline-block}}</style>
+<h1>crossview demo: {html.escape(config.scenario)} (seed {config.seed})</h1>
+<h2>Figures</h2><table>{headline}</table>
+<h2>Per camera</h2><table><tr><th>camera</th><th>HOTA</th><th>IDF1</th><th>MOTA</th></tr>{rows}</table>
+<h2>Parking sessions</h2><table><tr><th>exit track</th><th>exit s</th><th>entry track</th><th>entry s</th>
+<th>path</th><th>best hit: appearance / context</th></tr>{sessions}</table>
+<h2>Site map and trajectories (by global id)</h2><img src="report/site_map.png" width="900">
+<h2>Frames (mid-recording, labelled by global id)</h2>{frames}
+<h2>Warnings</h2><ul>{warnings_html}</ul>
+"""
+    path = out / "report.html"
+    path.write_text(page)
+    return path
+
+
+def _draw_trajectories(image: NDArray[np.uint8], rendered: RenderedSite, run: _Run) -> None:
+    geometry = json.loads(rendered.site_json.read_text())["map"]["image"]
+    scale, (x_origin, y_origin) = geometry["pixels_per_metre"], geometry["origin"]
+    for camera_id, builder in run.builders.items():
+        for tracklet in builder.tracklets(min_samples=1):
+            global_id = run.associator.global_id(camera_id, tracklet.track_id)
+            finite = tracklet.ground[np.all(np.isfinite(tracklet.ground), axis=1)]
+            if global_id is None or len(finite) < 2:
+                continue
+            colour = tuple(int(c) for c in np.random.default_rng(global_id).integers(40, 255, 3))
+            points = np.column_stack([(finite[:, 0] - x_origin) * scale, (y_origin - finite[:, 1]) * scale])
+            points = np.round(points).astype(np.int32)
+            cv2.polylines(image, [points.reshape(-1, 1, 2)], False, colour, 2)
+
+
+def _best_hit(session: ParkingSession) -> str:
+    if not session.hits:
+        return ""
+    hit = session.hits[0]
+    return f"{hit.appearance:.3f} / {hit.context:+.3f} ({hit.verdict})"
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return html.escape(str(value))
