@@ -1,1 +1,2 @@
-"""Synthetic data with ground truth: MOTChallenge-style sequences now, multi-camera sites later."""
+"""Synthetic data with ground truth: MOTChallenge-style sequences, a fixed-camera video, and a
+multi-camera parking site (``crossview.sim.site``)."""
