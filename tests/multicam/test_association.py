@@ -200,3 +200,13 @@ def test_online_update_splits_an_identity_proven_wrong() -> None:
     # later the exit tracklet turns out to run while "lot/1" is still seen: it cannot be the same object
     assert online.update(walk("lot", 1, 0, 30, (0, 0), (1, 0), RED)) == 0
     assert online.global_id("exit", 3) == 2 and online.identities == 3
+
+
+def test_tracks_of_one_camera_touching_at_one_timestamp_are_two_objects() -> None:
+    # a tracker that swaps ids mid-frame leaves the old track's last box and the new one's first
+    # box at the same timestamp: one identity would then have two boxes in one frame
+    ending = Tracklet("lot", 1, np.arange(0.0, 3.1, 0.1), np.zeros((31, 2)), RED)
+    starting = Tracklet("lot", 2, np.arange(3.0, 5.0, 0.1), np.zeros((20, 2)), RED)
+    assert pair_evidence(ending, starting, TOPOLOGY, CONFIG).reason == "seen at once in the same camera"
+    online = OnlineAssociator(TOPOLOGY, CONFIG)
+    assert online.assign([ending]) == [0] and online.assign([starting]) == [1]

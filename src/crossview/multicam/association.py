@@ -154,7 +154,7 @@ def pair_evidence(
     )
     position = math.nan
     cost = config.appearance_weight * appearance
-    if same_camera and shared > 0:
+    if same_camera and shared >= 0:  # sharing even one timestamp is two boxes at once
         return refuse("seen at once in the same camera")
     if shared > config.overlap_tolerance_s:
         if not overlapping:
@@ -413,19 +413,23 @@ class OnlineAssociator:
             raise ValueError(f"tracklet {tracklet.camera_id}/{tracklet.track_id} was never assigned")
         members = self._members[number]
         members[:] = [tracklet if m.key == tracklet.key else m for m in members]
-        for member in members:
-            if member.key == tracklet.key or not self._conflict(tracklet, member):
-                continue
-            leaving = tracklet if tracklet.t_start >= member.t_start else member
-            members[:] = [m for m in members if m.key != leaving.key]
+        while True:
+            current = self._members[self._ids[tracklet.key]]
+            clash = next((m for m in current if m.key != tracklet.key and self._conflict(tracklet, m)), None)
+            if clash is None:
+                return self._ids[tracklet.key]
+            leaving = tracklet if tracklet.t_start >= clash.t_start else clash
+            current[:] = [m for m in current if m.key != leaving.key]
             self._join(leaving, len(self._members))
-            break
-        return self._ids[tracklet.key]
 
     def _conflict(self, first: Tracklet, second: Tracklet) -> bool:
         shared = min(first.t_end, second.t_end) - max(first.t_start, second.t_start)
-        limit = 0.0 if first.camera_id == second.camera_id else self.config.overlap_tolerance_s
-        return shared > limit and not pair_evidence(first, second, self.topology, self.config).feasible
+        if first.camera_id == second.camera_id:
+            return shared >= 0
+        return (
+            shared > self.config.overlap_tolerance_s
+            and not pair_evidence(first, second, self.topology, self.config).feasible
+        )
 
     def _identity_cost(self, tracklet: Tracklet, members: list[Tracklet]) -> float:
         evidence = [pair_evidence(tracklet, member, self.topology, self.config) for member in members]
