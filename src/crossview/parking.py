@@ -5,7 +5,8 @@ tracklet appears in an exit camera, the index is searched by its appearance amon
 started before it (a filter inside the index), then re-ranked by context: a stay shorter than
 the quickest drive from gate to exit, or longer than ``max_stay_s``, is implausible. A matching
 global identity from cross-camera association (the same object followed through the site) is
-used when the two agree, and reported. Each entry closes at most one session.
+used when the two agree, and reported. Each entry closes at most one session, and each global
+identity exits once (a fragmented exit track does not open a second session).
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ class ParkingFlow:
         self._entries: dict[int, Tracklet] = {}
         self._global_ids: dict[int, int | None] = {}
         self._closed: set[int] = set()
+        self._exited: set[int] = set()  # global ids whose exit was reported
         self._paths: dict[int, list[tuple[float, str]]] = {}
         self.sessions: list[ParkingSession] = []
 
@@ -92,8 +94,12 @@ class ParkingFlow:
             self._add_entry(tracklet, global_id)
             return None
         if tracklet.camera_id in self.config.exit_cameras:
+            if global_id is not None and global_id in self._exited:
+                return None  # another piece of an exit already reported (a fragmented track)
             session = self._match_exit(tracklet, global_id)
             self.sessions.append(session)
+            if global_id is not None:
+                self._exited.add(global_id)
             return session
         return None
 
