@@ -62,7 +62,6 @@ class DemoConfig(BaseModel):
     survey_seed: int = Field(default=1000, description="the site recording transit times are learned from")
     tracker: str = "sort"
     min_samples: int = Field(default=5, ge=1, description="rows a track needs before it gets a global id")
-    report_frames: int = Field(default=1, ge=0, description="annotated frames per camera in the report")
 
 
 @dataclass(slots=True)
@@ -184,7 +183,6 @@ class _Run:
     builders: dict[str, TrackletBuilder]
     associator: OnlineAssociator
     flow: ParkingFlow
-    pipeline: Pipeline
     predictions: MtmcTable
     latency: dict[str, LatencySummary]
     seconds: float
@@ -252,9 +250,7 @@ def _run_cameras(
     seconds = time.perf_counter() - started
     latency = pipeline.latency_summary()
     latency["associate+search (per second of video)"] = association_latency.summary()
-    return _Run(
-        builders, associator, flow, pipeline, _predictions(builders, associator), latency, seconds, snapshots
-    )
+    return _Run(builders, associator, flow, _predictions(builders, associator), latency, seconds, snapshots)
 
 
 def _associate(

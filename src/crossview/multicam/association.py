@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field
 from scipy.optimize import linear_sum_assignment
 
@@ -447,23 +447,3 @@ class OnlineAssociator:
             self._members.append([])
         self._members[number].append(tracklet)
         self._ids[tracklet.key] = number
-
-
-def tracklet_from_arrays(
-    camera_id: str,
-    track_id: int,
-    times: ArrayLike,
-    ground: ArrayLike,
-    embeddings: ArrayLike,
-    weights: ArrayLike | None = None,
-    class_id: int = 0,
-) -> Tracklet:
-    """A ``Tracklet`` from per-detection rows: the embedding is the (weighted) mean of theirs."""
-    vectors = np.asarray(embeddings, dtype=np.float32)
-    if vectors.ndim != 2:
-        raise ValueError(f"embeddings must have shape (T, D), got {vectors.shape}")
-    w = np.ones(len(vectors)) if weights is None else np.asarray(weights, dtype=np.float64)
-    mean = (w[:, None] * vectors).sum(axis=0) / max(float(w.sum()), 1e-12)
-    return Tracklet(
-        camera_id, track_id, np.asarray(times, np.float64), np.asarray(ground, np.float64), mean, class_id
-    )
