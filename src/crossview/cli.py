@@ -651,7 +651,9 @@ def demo(
 
     if scenario not in SCENARIOS:
         raise _fail(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}")
-    config = DemoConfig(cameras=cameras, seconds=seconds, scenario=scenario, seed=seed, tracker=tracker)
+    config = DemoConfig.model_validate(
+        {"cameras": cameras, "seconds": seconds, "scenario": scenario, "seed": seed, "tracker": tracker}
+    )
     result = run_demo(out, config, progress=lambda message: console.print(message, highlight=False))
     figures = result.figures
     table = Table(title=f"crossview demo: {scenario}, {cameras} cameras, {seconds:.0f} s")

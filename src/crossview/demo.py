@@ -45,7 +45,7 @@ from crossview.multicam.topology import CameraTopology, learn_transitions, overl
 from crossview.multicam.tracklets import CAR, TrackletBuilder
 from crossview.parking import ParkingConfig, ParkingFlow, ParkingSession, session_accuracy
 from crossview.pipeline import Pipeline
-from crossview.sim.site import RenderedSite, Site, SiteSpec, generate_site, render_site
+from crossview.sim.site import RenderedSite, Scenario, Site, SiteSpec, generate_site, render_site
 from crossview.sim.site.render import empty_view
 from crossview.track.factory import make_tracker
 
@@ -57,7 +57,7 @@ class DemoConfig(BaseModel):
 
     cameras: int = Field(default=4, ge=2, le=8)
     seconds: float = Field(default=60.0, gt=0)
-    scenario: str = "default"
+    scenario: Scenario = "default"
     seed: int = 0
     survey_seed: int = Field(default=1000, description="the site recording transit times are learned from")
     tracker: str = "sort"
@@ -152,7 +152,7 @@ def run_demo(
         say(f"warning: {message}")
 
     started = time.perf_counter()
-    spec = SiteSpec(num_cameras=config.cameras, duration=config.seconds, scenario=config.scenario)  # type: ignore[arg-type]
+    spec = SiteSpec(num_cameras=config.cameras, duration=config.seconds, scenario=config.scenario)
     site = generate_site(spec, seed=config.seed)
     rendered = render_site(site, out / "site")
     survey = generate_site(
