@@ -30,6 +30,7 @@ def test_demo_figures_are_real_and_written(short_demo: tuple[Path, dict[str, obj
         assert key in figures
     # vehicles entering through the gate are followed into the rows: most boxes carry the right identity
     assert 0.5 < float(figures["mtmc_idf1"]) <= 1.0  # type: ignore[arg-type]
+    assert 0.5 < float(figures["mtmc_idf1_offline"]) <= 1.0  # type: ignore[arg-type]
     assert float(figures["localization_error_median_m"]) < 1.0  # type: ignore[arg-type]
     assert 0 < float(figures["latency_p99_ms"]) < 10_000  # type: ignore[arg-type]
     per_camera = figures["per_camera"]

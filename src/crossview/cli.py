@@ -665,7 +665,8 @@ def demo(
     console.print(table)
     summary = Table(show_header=False, title="across cameras")
     rows = [
-        ("multi-camera IDF1", f"{100 * figures['mtmc_idf1']:.1f}"),
+        ("multi-camera IDF1 (online ids)", f"{100 * figures['mtmc_idf1']:.1f}"),
+        ("multi-camera IDF1 (offline re-association)", f"{100 * figures['mtmc_idf1_offline']:.1f}"),
         ("localisation error, median", f"{figures['localization_error_median_m']:.2f} m"),
         ("exit-to-entry top-1", f"{figures['session_match_top1']:.3f} ({figures['sessions_scored']} exits)"),
         ("global ids / true objects", f"{figures['global_ids']} / {figures['objects_true']}"),
