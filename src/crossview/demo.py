@@ -33,6 +33,7 @@ from crossview.core.detections import Detections
 from crossview.core.frame import Frame
 from crossview.detect.motion import MotionConfig, MotionDetector
 from crossview.embed.color import ColorHistogramEmbedder
+from crossview.eval.boxes import iou_xywh
 from crossview.eval.latency import LatencyHistogram, LatencySummary
 from crossview.eval.mot.evaluate import evaluate_sequence
 from crossview.eval.mot.protocol import MotProtocol
@@ -316,44 +317,29 @@ def _truth_of_tracklets(rendered: RenderedSite, run: _Run) -> dict[tuple[str, in
     truth: dict[tuple[str, int], int] = {}
     for camera_id, builder in run.builders.items():
         gt = rendered.gt[camera_id]
-        by_frame: dict[int, tuple[NDArray[np.int64], NDArray[np.float64]]] = {}
         frames_gt = gt.frame.astype(np.int64)
-        for frame in np.unique(frames_gt).tolist():
-            rows = frames_gt == frame
-            xywh = np.asarray(gt.xywh[rows], np.float64)
-            by_frame[frame] = (
-                gt.track_id[rows].astype(np.int64),
-                np.column_stack([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]]),
+        by_frame = {
+            frame: (
+                gt.track_id[frames_gt == frame].astype(np.int64),
+                np.asarray(gt.xywh[frames_gt == frame], np.float64),
             )
+            for frame in np.unique(frames_gt).tolist()
+        }
         for tracklet in builder.tracklets(min_samples=1):
             frames, boxes, _ = builder.rows(tracklet.track_id)
+            xywh = np.column_stack([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]]).astype(np.float64)
             votes: dict[int, int] = {}
-            for frame, box in zip((frames + 1).tolist(), boxes, strict=True):
+            for frame, box in zip((frames + 1).tolist(), xywh, strict=True):
                 if frame not in by_frame:
                     continue
                 ids, gt_boxes = by_frame[frame]
-                overlap = _iou(box, gt_boxes)
+                overlap = iou_xywh(box[None, :], gt_boxes)[0]
                 best = int(np.argmax(overlap))
                 if overlap[best] >= 0.3:
                     votes[int(ids[best])] = votes.get(int(ids[best]), 0) + 1
             if votes:
                 truth[(camera_id, tracklet.track_id)] = max(votes, key=lambda k: votes[k])
     return truth
-
-
-def _iou(box: NDArray[np.float32], boxes: NDArray[np.float64]) -> NDArray[np.float64]:
-    left = np.maximum(box[0], boxes[:, 0])
-    top = np.maximum(box[1], boxes[:, 1])
-    right = np.minimum(box[2], boxes[:, 2])
-    bottom = np.minimum(box[3], boxes[:, 3])
-    inter = np.clip(right - left, 0, None) * np.clip(bottom - top, 0, None)
-    union = (
-        (box[2] - box[0]) * (box[3] - box[1])
-        + (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-        - inter
-    )
-    result: NDArray[np.float64] = inter / np.maximum(union, 1e-9)
-    return result
 
 
 def _evaluate(site: Site, rendered: RenderedSite, run: _Run, config: DemoConfig) -> dict[str, Any]:
