@@ -23,6 +23,7 @@ from crossview.core.camera import Camera
 from crossview.io.formats.mot import read_mot, read_seqinfo
 from crossview.io.formats.mtmc import read_mtmc
 from crossview.io.sources import VideoFileSource
+from crossview.multicam.geometry import look_at_camera, pinhole_matrices
 from crossview.sim.site import (
     PEDESTRIAN_CLASS,
     SCENARIOS,
@@ -35,7 +36,6 @@ from crossview.sim.site import (
     render_site,
     simulate_site,
 )
-from crossview.sim.site.layout import _look_at
 
 NEAR = 0.1
 SMALL: dict[str, Any] = {"width": 320, "height": 180, "fps": 5.0}  # the default 60 s, cheaper to draw
@@ -113,6 +113,13 @@ def _sightings(run: RenderedSite, camera: str) -> set[tuple[int, int]]:
 
 
 # ------------------------------------------------------------------------------ cameras
+def _look_at(
+    position: NDArray[np.float64], target: NDArray[np.float64], fov: float, width: int, height: int
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """``(K, R, t)`` of the look-at camera the site places (``multicam.look_at_camera``)."""
+    return pinhole_matrices(look_at_camera("c", width, height, fov, position, target))
+
+
 def test_look_at_puts_the_target_at_the_centre_and_up_up() -> None:
     position, target = np.array([3.0, 20.0, 8.0]), np.array([-5.0, 14.0, 0.0])
     intrinsics, rotation, translation = _look_at(position, target, 60.0, 640, 360)

@@ -53,15 +53,17 @@ def draw_tracks(
 class VideoWriter:
     """Writes BGR frames to a video file with PyAV (H.264 in .mp4/.mkv, MPEG-4 part 2 otherwise).
 
-    The size is taken from the first frame; every frame must have it.
+    The size is taken from the first frame; every frame must have it. ``options`` go to the
+    encoder (for x264, e.g. ``{"preset": "ultrafast", "crf": "23"}``).
     """
 
-    def __init__(self, path: str | Path, fps: float) -> None:
+    def __init__(self, path: str | Path, fps: float, *, options: dict[str, str] | None = None) -> None:
         if fps <= 0:
             raise ValueError(f"fps must be positive, got {fps}")
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fps = fps
+        self._options: dict[str, object] = dict(options or {})
         self._container = av.open(str(self.path), mode="w")
         self._stream: av.VideoStream | None = None
         self.frames_written = 0
@@ -84,6 +86,8 @@ class VideoWriter:
         stream.width = image.shape[1] - image.shape[1] % 2  # yuv420p needs even sizes
         stream.height = image.shape[0] - image.shape[0] % 2
         stream.pix_fmt = "yuv420p"
+        if self._options:
+            stream.options = dict(self._options)
         self._stream = stream
         return stream
 

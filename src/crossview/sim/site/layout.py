@@ -19,6 +19,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from crossview.core.camera import Camera
+from crossview.multicam.geometry import look_at_camera
 from crossview.sim.site.spec import SiteSpec
 
 Colour = tuple[int, int, int]  # BGR, as OpenCV draws
@@ -262,29 +263,6 @@ class SiteCamera:
         }
 
 
-def _look_at(
-    position: NDArray[np.float64], target: NDArray[np.float64], fov: float, width: int, height: int
-) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
-    """``(K, R, t)`` of a camera at ``position`` looking at ``target`` with a horizontal ``fov``.
-
-    The image has no roll: its rows are parallel to the ground, ``v`` grows downward, so a
-    point above the target appears above the image centre. ``fov`` is in degrees.
-    """
-    forward = target - position
-    forward /= np.linalg.norm(forward)
-    right = np.cross(forward, np.array([0.0, 0.0, 1.0]))
-    norm = np.linalg.norm(right)
-    if norm < 1e-9:
-        raise ValueError("a look-at camera must not look straight up or down")
-    right /= norm
-    down = np.cross(forward, right)
-    rotation = np.stack([right, down, forward])
-    translation = -rotation @ position
-    focal = (width / 2) / math.tan(math.radians(fov) / 2)
-    intrinsics = np.array([[focal, 0.0, width / 2], [0.0, focal, height / 2], [0.0, 0.0, 1.0]])
-    return intrinsics, rotation, translation
-
-
 def _camera(
     spec: SiteSpec,
     index: int,
@@ -294,22 +272,7 @@ def _camera(
     fov: float,
     lighting: Lighting,
 ) -> SiteCamera:
-    intrinsics, rotation, translation = _look_at(
-        np.asarray(position, dtype=np.float64),
-        np.asarray(target, dtype=np.float64),
-        fov,
-        spec.width,
-        spec.height,
-    )
-    camera = Camera(
-        id=f"c{index}",
-        width=spec.width,
-        height=spec.height,
-        fps=spec.fps,
-        intrinsics=intrinsics.tolist(),
-        rotation=rotation.tolist(),
-        translation=translation.tolist(),
-    )
+    camera = look_at_camera(f"c{index}", spec.width, spec.height, fov, position, target, fps=spec.fps)
     return SiteCamera(camera, role, position, target, fov, lighting)
 
 

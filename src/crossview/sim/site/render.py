@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-import av
 import cv2
 import numpy as np
 from numpy.typing import NDArray
@@ -58,17 +57,9 @@ class RenderedSite:
     trajectories: Path
 
 
-class _SiteVideoWriter(VideoWriter):
-    """``VideoWriter`` with x264's fastest preset.
-
-    Noisy synthetic frames are the slowest content to compress; the default preset takes about
-    5x longer on them, which the demo's time budget cannot afford.
-    """
-
-    def _open(self, image: NDArray[np.uint8]) -> av.VideoStream:
-        stream = super()._open(image)
-        stream.options = {"preset": "ultrafast", "crf": "23"}
-        return stream
+# Noisy synthetic frames are the slowest content to compress: x264's default preset takes about
+# 5x longer on them than its fastest, which the demo's time budget cannot afford.
+_ENCODER = {"preset": "ultrafast", "crf": "23"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -423,7 +414,7 @@ def _render_camera(
     black = np.zeros((spec.height, spec.width, 3), np.uint8)
     rows: list[list[float]] = []
     world: list[list[float]] = []
-    writer = _SiteVideoWriter(video, spec.fps) if video is not None else None
+    writer = VideoWriter(video, spec.fps, options=_ENCODER) if video is not None else None
     try:
         for frame in range(site.num_frames):
             if any(outage.covers(frame) for outage in outages):
