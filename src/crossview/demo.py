@@ -50,7 +50,10 @@ from crossview.sim.site import RenderedSite, Scenario, Site, SiteSpec, generate_
 from crossview.sim.site.render import empty_view
 from crossview.track.factory import make_tracker
 
-_MAX_COST = 0.25  # association threshold for colour-histogram appearance (cosine distance scale)
+# Colour-histogram appearance (cosine distance scale); classes come from box sizes, which
+# occlusion fools (a parked car seen as a sliver is person-sized), so a class mismatch costs
+# instead of forbidding the pair.
+_ASSOCIATION = AssociationConfig(max_cost=0.25, class_mismatch_penalty=0.1)
 
 
 class DemoConfig(BaseModel):
@@ -217,7 +220,7 @@ def _run_cameras(
     )
     pipeline = Pipeline(detector, lambda: make_tracker(config.tracker), ColorHistogramEmbedder())
     builders = {camera_id: TrackletBuilder(camera.camera) for camera_id, camera in cameras.items()}
-    associator = OnlineAssociator(topology, AssociationConfig(max_cost=_MAX_COST))
+    associator = OnlineAssociator(topology, _ASSOCIATION)
     entries = frozenset(c.id for c in site.cameras if c.role == "gate")
     exits = frozenset(c.id for c in site.cameras if c.role == "exit")
     flow = ParkingFlow(
@@ -356,7 +359,7 @@ def _evaluate(site: Site, rendered: RenderedSite, run: _Run, config: DemoConfig)
     tracklets = [
         t for builder in run.builders.values() for t in builder.tracklets(min_samples=config.min_samples)
     ]
-    offline = associate(tracklets, run.topology, AssociationConfig(max_cost=_MAX_COST))
+    offline = associate(tracklets, run.topology, _ASSOCIATION)
     offline_mtmc = evaluate_mtmc(
         rendered.mtmc, _predictions(run.builders, offline.mapping(tracklets))
     ).to_dict()

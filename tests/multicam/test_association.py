@@ -77,19 +77,49 @@ def test_pair_evidence_terms_and_refusals() -> None:
         "classes differ"
         in pair_evidence(a, walk("lot", 3, 20, 25, (0, 0), (1, 0), RED, class_id=2), TOPOLOGY, CONFIG).reason
     )
-    # lot -> exit after 10 s is plausible, after 40 s is not; exit -> gate has no known link: penalty
+    # lot -> exit after 10 s is plausible, after 40 s is not
     lot = walk("lot", 4, 0, 10, (0, 0), (1, 0), RED)
     assert pair_evidence(lot, walk("exit", 5, 19.5, 25, (0, 0), (1, 0), RED), TOPOLOGY, CONFIG).feasible
     late = pair_evidence(lot, walk("exit", 6, 49.5, 55, (0, 0), (1, 0), RED), TOPOLOGY, CONFIG)
     assert not late.feasible and "outside [5.0, 15.0] s" in late.reason
-    unknown = pair_evidence(
+    # exit -> gate has no window of its own, but the two are joined through the lot: no penalty
+    # and no window to check (the object may have parked on the way)
+    through = pair_evidence(
         walk("exit", 7, 0, 5, (0, 0), (1, 0), RED),
-        walk("gate", 8, 60, 65, (0, 0), (1, 0), RED),
+        walk("gate", 8, 600, 605, (0, 0), (1, 0), RED),
         TOPOLOGY,
+        CONFIG,
+    )
+    assert through.feasible and through.link_penalty == 0.0
+    assert through.cost == pytest.approx(through.appearance)
+    # a camera that nothing joins to the others: the pair costs the unknown-link penalty
+    island = CameraTopology(
+        cameras=(*TOPOLOGY.cameras, "dock"), overlaps=TOPOLOGY.overlaps, transitions=TOPOLOGY.transitions
+    )
+    unknown = pair_evidence(
+        walk("dock", 7, 0, 5, (0, 0), (1, 0), RED),
+        walk("gate", 8, 60, 65, (0, 0), (1, 0), RED),
+        island,
         CONFIG,
     )
     assert unknown.link_penalty == CONFIG.unknown_link_penalty
     assert unknown.cost == pytest.approx(unknown.appearance + CONFIG.unknown_link_penalty)
+
+
+def test_class_mismatch_forbids_or_costs() -> None:
+    """Classes from a detector forbid the pair; guessed from box size they only cost more."""
+    car = walk("lot", 1, 0, 10, (0, 0), (1, 0), RED, class_id=2)
+    sliver = walk("exit", 2, 19.5, 25, (0, 0), (1, 0), RED, class_id=0)  # the car, half hidden
+    strict = pair_evidence(car, sliver, TOPOLOGY, CONFIG)
+    assert not strict.feasible and strict.reason == "classes differ (2 vs 0)"
+    lenient = AssociationConfig(max_cost=0.3, class_mismatch_penalty=0.1)
+    costed = pair_evidence(car, sliver, TOPOLOGY, lenient)
+    same_class = pair_evidence(
+        car, walk("exit", 2, 19.5, 25, (0, 0), (1, 0), RED, class_id=2), TOPOLOGY, lenient
+    )
+    assert costed.feasible and costed.cost == pytest.approx(same_class.cost + 0.1)
+    assert associate([car, sliver], TOPOLOGY, CONFIG).global_ids.tolist() == [0, 1]
+    assert associate([car, sliver], TOPOLOGY, lenient).global_ids.tolist() == [0, 0]
 
 
 def test_offline_association_recovers_identities_and_respects_constraints() -> None:

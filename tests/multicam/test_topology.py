@@ -204,6 +204,19 @@ def test_overlapping_and_neighbours() -> None:
     assert one_way.neighbours("a", direction="incoming") == ()
 
 
+def test_connected_follows_chains_of_links_either_way() -> None:
+    chain = CameraTopology(
+        cameras=("gate", "lane", "rows", "exit", "dock"),
+        overlaps=frozenset({("lane", "rows")}),
+        transitions={("gate", "lane"): (0, 5), ("rows", "exit"): (1, 9)},
+    )
+    assert chain.connected("gate", "exit") and chain.connected("exit", "gate")  # three hops, any way
+    assert chain.connected("gate", "gate")
+    assert not chain.connected("gate", "dock") and not chain.connected("dock", "exit")
+    with pytest.raises(ValueError, match="unknown camera 'yard'"):
+        chain.connected("gate", "yard")
+
+
 def test_check_warns_about_isolated_and_unknown_cameras() -> None:
     warnings = site().check()
     assert warnings == [

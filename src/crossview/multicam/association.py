@@ -8,11 +8,13 @@ Evidence between two tracklets (``pair_evidence``), each term kept so a decision
   two objects, closer it lowers the cost;
 * **time and topology**: one object cannot be in two cameras at once unless those overlap, nor
   twice in one camera at once; moving between cameras takes a plausible transit time
-  (``CameraTopology.plausible``); pairs with no known link between their cameras get a penalty;
-* **class**: objects of different classes never match.
+  (``CameraTopology.plausible``); pairs of cameras that no chain of links joins get a penalty;
+* **class**: objects of different classes never match, or, with ``class_mismatch_penalty`` (for
+  classes guessed from box size), cost that much more.
 
 ``cost = appearance_weight * appearance + position_weight * (distance / gate - 0.5)
-+ unknown_link_penalty`` where each term applies, ``inf`` where a constraint forbids the pair.
++ unknown_link_penalty + class_mismatch_penalty`` where each term applies, ``inf`` where a
+constraint forbids the pair.
 
 **Offline** (``associate``): constrained average-linkage clustering. Clusters merge cheapest
 first while their average pair cost is at most ``max_cost``, and only if the merged cluster stays
@@ -107,7 +109,15 @@ class AssociationConfig(BaseModel):
     position_weight: float = Field(default=0.4, ge=0)
     position_gate_m: float = Field(default=2.5, gt=0)
     min_shared_samples: int = Field(default=3, ge=1)
-    unknown_link_penalty: float = Field(default=0.15, ge=0)
+    unknown_link_penalty: float = Field(
+        default=0.15, ge=0, description="for cameras that no chain of overlaps and transitions joins"
+    )
+    class_mismatch_penalty: float | None = Field(
+        default=None,
+        ge=0,
+        description="None: different classes never match (classes from a detector); a number: they "
+        "cost this much more (classes guessed from box size, which occlusion fools)",
+    )
     overlap_tolerance_s: float = Field(
         default=0.5, ge=0, description="co-visibility shorter than this is ignored"
     )
@@ -146,14 +156,17 @@ def pair_evidence(
     def refuse(reason: str, position: float = math.nan) -> PairEvidence:
         return PairEvidence(appearance, position, gap, 0.0, math.inf, reason)
 
+    class_penalty = 0.0
     if first.class_id != second.class_id:
-        return refuse(f"classes differ ({first.class_id} vs {second.class_id})")
+        if config.class_mismatch_penalty is None:
+            return refuse(f"classes differ ({first.class_id} vs {second.class_id})")
+        class_penalty = config.class_mismatch_penalty
     same_camera = first.camera_id == second.camera_id
     overlapping = (
         not same_camera and topology is not None and topology.overlapping(first.camera_id, second.camera_id)
     )
     position = math.nan
-    cost = config.appearance_weight * appearance
+    cost = config.appearance_weight * appearance + class_penalty
     if same_camera and shared >= 0:  # sharing even one timestamp is two boxes at once
         return refuse("seen at once in the same camera")
     if shared > config.overlap_tolerance_s:
@@ -169,7 +182,8 @@ def pair_evidence(
     if not same_camera and not overlapping:
         window = None if topology is None else topology.transit_window(earlier.camera_id, later.camera_id)
         if window is None:
-            penalty = config.unknown_link_penalty
+            if topology is None or not topology.connected(earlier.camera_id, later.camera_id):
+                penalty = config.unknown_link_penalty
         elif not topology.plausible(  # type: ignore[union-attr]
             earlier.camera_id, later.camera_id, max(gap, 0.0), slack=config.transit_slack_s
         ):

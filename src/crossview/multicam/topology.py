@@ -252,6 +252,24 @@ class CameraTopology(BaseModel):
         linked.discard(camera)
         return tuple(name for name in self.cameras if name in linked)
 
+    def connected(self, a: str, b: str) -> bool:
+        """Whether some chain of overlaps and transitions (taken either way) joins ``a`` and ``b``.
+
+        Cameras two hops apart have no window of their own (an object may stop on the way), but
+        an object can go from one to the other through the cameras between them.
+        """
+        self._require(a, b)
+        seen, frontier = {a}, [a]
+        while frontier:
+            camera = frontier.pop()
+            if camera == b:
+                return True
+            for other in self.neighbours(camera):
+                if other not in seen:
+                    seen.add(other)
+                    frontier.append(other)
+        return False
+
     def check(self, camera_ids: Iterable[str] | None = None) -> list[str]:
         """Warnings about cameras through which cross-camera identities cannot be linked.
 
