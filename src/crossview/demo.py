@@ -4,7 +4,8 @@
    enter, park and leave, pedestrians, one scenario; with ground truth.
 2. Every camera's video runs through the live pipeline, frame by frame in time order: motion
    detection against the camera's background plate (taken of the empty site, as at
-   commissioning), a SORT-family tracker, a colour-histogram appearance embedding.
+   commissioning; objects still for 1.5 s are held so passers-by do not merge with them), a
+   SORT-family tracker, a colour-histogram appearance embedding.
 3. Tracks become tracklets located on the ground (``TrackletBuilder``) and are given global
    identities online (``OnlineAssociator``, with the camera topology: overlaps from the
    calibration, transit windows learned from a survey recording of the site), once per second.
@@ -215,6 +216,7 @@ def _run_cameras(
             min_height=6,
             open_kernel=3,
             close_kernel=9,
+            hold_after_frames=15,  # a blob still for 1.5 s is a stopped object
         ),
         plates=plates,
     )

@@ -290,3 +290,50 @@ def test_background_plate_keeps_parked_objects_and_follows_slow_light() -> None:
         with_plate.detect([Frame(np.zeros((60, 80, 3), np.uint8), "lot", 999, 99.9)])
     with pytest.raises(ValueError, match=r"plate of camera 'lot' must be an \(H, W, 3\) uint8 image"):
         MotionDetector(config, plates={"lot": np.zeros((4, 4), np.uint8)})
+
+
+def test_held_stopped_objects_do_not_merge_with_passers_by_and_are_let_go_when_they_leave() -> None:
+    """A pedestrian walking past a parked car gets a box of its own; the car keeps its full box."""
+    plate = np.full((120, 200, 3), 80, np.uint8)
+    base = dict(scale=1.0, blur=0, min_area=20, open_kernel=3, close_kernel=5, plate_threshold=20)
+    plain = MotionDetector(MotionConfig(**base), plates={"lot": plate})
+    holding = MotionDetector(MotionConfig(**base, hold_after_frames=5), plates={"lot": plate})
+    car = [60.0, 40.0, 120.0, 70.0]
+    passes: dict[str, list[list[list[float]]]] = {"plain": [], "holding": []}
+    for index in range(100):
+        image = plate.copy()
+        image[40:70, 60:120] = (40, 40, 200)  # parked from the first frame
+        walker = 2 * index - 40  # left edge; walks in front of the car from frame 50 to 80
+        if walker >= 0:
+            image[35:75, walker : walker + 8] = (30, 160, 30)  # taller than the car, in front of it
+        frame = Frame(image, "lot", index, index / 10)
+        passes["plain"].append(sorted(plain.detect([frame])[0].xyxy.tolist()))
+        passes["holding"].append(sorted(holding.detect([frame])[0].xyxy.tolist()))
+    in_front = 70  # the walker covers x 100..108, inside the car's box
+    assert passes["plain"][in_front] == [[60.0, 35.0, 120.0, 75.0]]  # one blob, neither object
+    held, walker_box = passes["holding"][in_front]
+    assert held == car
+    np.testing.assert_allclose(walker_box, [100, 35, 108, 75], atol=1)  # its own box, to a pixel
+    assert all(car in boxes for boxes in passes["holding"][5:])  # full box even while partly hidden
+
+    # the car drives off to the right: it is let go and followed, no box stays where it stood
+    leaving = []
+    for index in range(100, 130):
+        image = plate.copy()
+        shift = 3 * (index - 99)
+        image[40:70, 60 + shift : 120 + shift] = (40, 40, 200)
+        leaving.append(holding.detect([Frame(image, "lot", index, index / 10)])[0].xyxy.tolist())
+    assert leaving[-1] == [[60.0 + 90, 40.0, 120.0 + 80, 70.0]]  # clipped at the image edge
+    assert all(len(boxes) == 1 for boxes in leaving[3:])
+
+
+def test_a_slow_uniform_object_is_never_held() -> None:
+    """Stillness is judged for the whole box: a uniform car creeping 1 px a frame is never held."""
+    plate = np.full((100, 200, 3), 80, np.uint8)
+    config = MotionConfig(scale=1.0, blur=0, min_area=20, plate_threshold=20, hold_after_frames=5)
+    detector = MotionDetector(config, plates={"lot": plate})
+    for index in range(60):
+        image = plate.copy()
+        image[30:60, 20 + index : 80 + index] = (40, 40, 200)
+        boxes = detector.detect([Frame(image, "lot", index, index / 10)])[0].xyxy.tolist()
+        assert boxes == [[20.0 + index, 30.0, 80.0 + index, 60.0]], index

@@ -109,6 +109,13 @@ class MotionConfig(BaseModel):
     class_id: int = Field(default=0, ge=0)
     plate_threshold: float = Field(default=30.0, gt=0, description="grey levels, for cameras with a plate")
     plate_update_rate: float = Field(default=0.02, ge=0, le=1)
+    hold_after_frames: int = Field(
+        default=0,
+        ge=0,
+        description="with a plate: frames a blob's box must stay put to be held as a stopped object (0: off)",
+    )
+    hold_iou: float = Field(default=0.9, gt=0, le=1)
+    departure_fraction: float = Field(default=0.15, gt=0, le=1)
 
 
 @dataclass(slots=True)
@@ -136,6 +143,17 @@ class MotionDetector:
     follows slow lighting changes only where no object is (selective update at
     ``plate_update_rate``), and nothing fades into it: a parked car stays detected for as long as
     it stays, and there is no warm-up.
+
+    With ``hold_after_frames`` set, a camera with a plate also remembers *stopped objects*, so
+    that a car driving or a person walking past a parked car does not merge with it into one
+    blob. A blob whose box has stayed within ``hold_iou`` of where it first appeared for that
+    many frames is held: its box, its pixels then (a snapshot) and which of them were foreground.
+    From then on the pixels in its box that still look like the snapshot are its own; every
+    other foreground pixel (a passer-by, in front of it or beside it) forms blobs of its own, and
+    the held object keeps its full box even while partly hidden. Stillness is judged for the
+    whole box, not per pixel, so a slowly moving car with a uniform body is never taken for a
+    stopped one. When ``departure_fraction`` of the held object's pixels show the empty ground
+    again it is leaving: it is let go and detected as a blob like any other.
 
     >>> detector = MotionDetector()
     >>> detector.detect([])
@@ -185,17 +203,25 @@ class MotionDetector:
         The mask has the processing resolution (the frame resized by ``scale``). Useful to
         inspect what the detector sees; ``detect`` calls it for every frame.
         """
+        return self._foreground(frame)[1]
+
+    def _foreground(self, frame: Frame) -> tuple[NDArray[np.uint8], NDArray[np.uint8]]:
+        """The frame at processing resolution and its cleaned foreground mask."""
         model = self._model_for(frame)
         small = self._prepare(frame.image)
         raw = model.subtractor.apply(small, learningRate=self._learning_rate)
         model.frames_seen += 1
         model.last_index = frame.index
-        mask = np.where(raw == _FOREGROUND, np.uint8(_FOREGROUND), np.uint8(0))
+        return small, self._clean(np.where(raw == _FOREGROUND, np.uint8(_FOREGROUND), np.uint8(0)))
+
+    def _clean(self, mask: NDArray[np.uint8]) -> NDArray[np.uint8]:
+        """Opening (drops specks), then closing (joins one object's fragments)."""
+        cleaned: Any = mask
         if self._open is not None:
-            mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, self._open)
+            cleaned = cv2.morphologyEx(cleaned, cv2.MORPH_OPEN, self._open)
         if self._close is not None:
-            mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, self._close)
-        return np.asarray(mask, dtype=np.uint8)
+            cleaned = cv2.morphologyEx(cleaned, cv2.MORPH_CLOSE, self._close)
+        return np.asarray(cleaned, dtype=np.uint8)
 
     # ------------------------------------------------------------------------------ internals
     def _detect_one(self, frame: Frame) -> Detections:
@@ -205,7 +231,7 @@ class MotionDetector:
             "frame_index": frame.index,
             "timestamp": frame.timestamp,
         }
-        mask = self.foreground(frame)
+        small, mask = self._foreground(frame)
         model = self._models[frame.camera_id]
         if model.frames_seen <= config.warmup_frames and not isinstance(model.subtractor, _PlateSubtractor):
             return Detections.empty(**fields)
@@ -215,8 +241,14 @@ class MotionDetector:
                 self._models[frame.camera_id] = _CameraModel(self._subtractor(frame), frame.size)
                 self.foreground(frame)
             return Detections.empty(**fields)
-        count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-        stats = np.asarray(stats[1:count], dtype=np.float64)  # row 0 is the background
+        memory = getattr(model.subtractor, "memory", None)
+        if isinstance(memory, _StoppedObjects):
+            held, rest = memory.split(small, mask)
+            stats = _components(self._clean(rest))
+            memory.observe(stats, small, mask)
+            stats = np.concatenate([held, stats])
+        else:
+            stats = _components(mask)
         left, top, width, height, area = (stats[:, i] for i in range(5))
         ratio_x = frame.width / mask.shape[1]
         ratio_y = frame.height / mask.shape[0]
@@ -256,7 +288,17 @@ class MotionDetector:
                     f"camera {frame.camera_id!r}: frame of shape {frame.image.shape} does not match "
                     f"its background plate of shape {plate.shape}"
                 )
-            return _PlateSubtractor(self._prepare(plate), config.plate_threshold, config.plate_update_rate)
+            subtractor = _PlateSubtractor(
+                self._prepare(plate), config.plate_threshold, config.plate_update_rate
+            )
+            if config.hold_after_frames:
+                subtractor.memory = _StoppedObjects(
+                    config.hold_after_frames,
+                    config.hold_iou,
+                    config.plate_threshold,
+                    config.departure_fraction,
+                )
+            return subtractor
         if config.method == "knn":
             threshold = 400.0 if config.threshold is None else config.threshold
             return cv2.createBackgroundSubtractorKNN(
@@ -286,15 +328,95 @@ class _PlateSubtractor:
         self.background = plate.astype(np.float32)
         self.threshold = threshold
         self.update_rate = update_rate
+        self.memory: _StoppedObjects | None = None
 
     def apply(self, image: NDArray[np.uint8], learningRate: float = -1.0) -> NDArray[np.uint8]:
-        channels = cv2.absdiff(image.astype(np.float32), self.background)
-        # the largest channel difference; cv2.max over channel views is ~20x numpy's max(axis=2)
-        difference = cv2.max(cv2.max(channels[..., 0], channels[..., 1]), channels[..., 2])
+        difference = _max_channel_difference(image, self.background)
         mask = np.where(difference > self.threshold, np.uint8(_FOREGROUND), np.uint8(0))
         if self.update_rate > 0:
             cv2.accumulateWeighted(image, self.background, self.update_rate, mask=_FOREGROUND - mask)
         return mask
+
+
+def _max_channel_difference(first: NDArray[Any], second: NDArray[Any]) -> NDArray[np.float32]:
+    channels = cv2.absdiff(np.asarray(first, np.float32), np.asarray(second, np.float32))
+    # cv2.max over channel views: about 20x faster than numpy's max(axis=2)
+    return np.asarray(cv2.max(cv2.max(channels[..., 0], channels[..., 1]), channels[..., 2]), np.float32)
+
+
+@dataclass(slots=True)
+class _Held:
+    """A stopped object: its box (processing pixels, ends exclusive), snapshot and own pixels."""
+
+    box: tuple[int, int, int, int]
+    snapshot: NDArray[np.float32]
+    body: NDArray[np.bool_]
+
+
+class _StoppedObjects:
+    """One camera's stopped objects and the blobs that may become one (see ``MotionDetector``)."""
+
+    def __init__(self, frames: int, iou: float, threshold: float, departure: float) -> None:
+        self.frames = frames
+        self.iou = iou
+        self.threshold = threshold
+        self.departure = departure
+        self.held: list[_Held] = []
+        self._candidates: list[tuple[tuple[int, int, int, int], int]] = []  # first box, frames seen
+
+    def split(
+        self, image: NDArray[np.uint8], mask: NDArray[np.uint8]
+    ) -> tuple[NDArray[np.float64], NDArray[np.uint8]]:
+        """The held objects still there (component stats rows) and the foreground left to others."""
+        rest = mask.copy()
+        kept: list[_Held] = []
+        rows = []
+        for held in self.held:
+            x0, y0, x1, y1 = held.box
+            present = mask[y0:y1, x0:x1] > 0
+            vacated = np.count_nonzero(held.body & ~present)
+            if vacated > self.departure * np.count_nonzero(held.body):
+                continue  # the ground shows where it stood: it is leaving
+            patch = image[y0:y1, x0:x1].astype(np.float32)
+            own = held.body & (_max_channel_difference(patch, held.snapshot) <= self.threshold)
+            rest[y0:y1, x0:x1][own] = 0
+            held.snapshot[own] += 0.05 * (patch[own] - held.snapshot[own])  # follows slow light
+            kept.append(held)
+            rows.append([x0, y0, x1 - x0, y1 - y0, np.count_nonzero(held.body)])
+        self.held = kept
+        return np.asarray(rows, np.float64).reshape(-1, 5), rest
+
+    def observe(self, stats: NDArray[np.float64], image: NDArray[np.uint8], mask: NDArray[np.uint8]) -> None:
+        """Count how long each blob's box stays put; hold those that stayed ``frames`` frames."""
+        candidates = []
+        for left, top, width, height, _ in stats.astype(np.int64).tolist():
+            box = (left, top, left + width, top + height)
+            count = 1
+            for first, seen in self._candidates:
+                if _box_iou(box, first) >= self.iou:
+                    box, count = first, seen + 1
+                    break
+            if count < self.frames:
+                candidates.append((box, count))
+                continue
+            x0, y0, x1, y1 = box
+            self.held.append(_Held(box, image[y0:y1, x0:x1].astype(np.float32), mask[y0:y1, x0:x1] > 0))
+        self._candidates = candidates
+
+
+def _box_iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    width = min(a[2], b[2]) - max(a[0], b[0])
+    height = min(a[3], b[3]) - max(a[1], b[1])
+    if width <= 0 or height <= 0:
+        return 0.0
+    inter = width * height
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def _components(mask: NDArray[np.uint8]) -> NDArray[np.float64]:
+    """``(N, 5)`` left, top, width, height, area of the mask's connected components."""
+    count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    return np.asarray(stats[1:count], dtype=np.float64).reshape(-1, 5)  # row 0 is the background
 
 
 def _ellipse(side: float) -> NDArray[np.uint8] | None:
