@@ -240,3 +240,16 @@ def test_tracks_of_one_camera_touching_at_one_timestamp_are_two_objects() -> Non
     assert pair_evidence(ending, starting, TOPOLOGY, CONFIG).reason == "seen at once in the same camera"
     online = OnlineAssociator(TOPOLOGY, CONFIG)
     assert online.assign([ending]) == [0] and online.assign([starting]) == [1]
+
+
+def test_online_tracklets_reported_together_may_share_a_new_identity() -> None:
+    """Overlapping cameras start tracking one object at once: both tracklets arrive in one call."""
+    online = OnlineAssociator(TOPOLOGY, CONFIG)
+    gate = walk("gate", 1, 0, 3, (0, 0), (1, 0), RED)
+    lot = walk("lot", 1, 0, 3, (0.2, 0), (1, 0), RED)  # the same object, 0.2 m off
+    other = walk("lot", 2, 0, 3, (8, 0), (1, 0), BLUE)
+    assert online.assign([gate, lot, other]) == [0, 0, 1]
+    assert online.identities == 2
+    # a pair that could not be one object (far apart while seen at once) still gets two ids
+    apart = OnlineAssociator(TOPOLOGY, CONFIG)
+    assert apart.assign([gate, walk("lot", 3, 0, 3, (6, 0), (1, 0), RED)]) == [0, 1]

@@ -360,8 +360,10 @@ class OnlineAssociator:
     """Assigns each reported tracklet a global id once, as the recording goes on.
 
     ``assign(tracklets)`` takes the tracklets that became ready since the last call (confirmed,
-    or finished) and returns their global ids; ``update(tracklet)`` refreshes the trajectory and
-    appearance of an already assigned one (its id does not change). A fixed ``max_cost`` is
+    or finished) and returns their global ids (tracklets of one call may also share a new
+    identity, as when overlapping cameras start tracking one object together);
+    ``update(tracklet)`` refreshes the trajectory and appearance of an already assigned one (its
+    id does not change). A fixed ``max_cost`` is
     needed (``"auto"`` uses ``auto_fallback`` until ``calibrate`` is called with enough tracklets).
 
     >>> import numpy as np
@@ -409,9 +411,18 @@ class OnlineAssociator:
                 for i, g in zip(rows.tolist(), columns.tolist(), strict=True):
                     if costs[i, g] <= self.threshold:
                         self._join(fresh[i], g)
-            for tracklet in fresh:
-                if tracklet.key not in self._ids:
-                    self._join(tracklet, len(self._members))
+            # the rest, earliest first, may join an identity minted in this call: two cameras
+            # that see one object start their tracks together, and both are reported at once
+            minted_from = len(self._members)
+            for tracklet in sorted(fresh, key=lambda t: t.t_start):
+                if tracklet.key in self._ids:
+                    continue
+                minted = range(minted_from, len(self._members))
+                cost, best = min(
+                    ((self._identity_cost(tracklet, self._members[g]), g) for g in minted),
+                    default=(math.inf, len(self._members)),
+                )
+                self._join(tracklet, best if cost <= self.threshold else len(self._members))
         return [self._ids[t.key] for t in tracklets]
 
     def update(self, tracklet: Tracklet) -> int:
