@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from crossview.core.detections import Detections
 from crossview.core.frame import Frame
+from crossview.detect.nms import box_iou
 
 # OpenCV's background subtractors mark shadows 127 and foreground 255 in the mask.
 _FOREGROUND: Final = 255
@@ -388,29 +389,24 @@ class _StoppedObjects:
 
     def observe(self, stats: NDArray[np.float64], image: NDArray[np.uint8], mask: NDArray[np.uint8]) -> None:
         """Count how long each blob's box stays put; hold those that stayed ``frames`` frames."""
+        boxes = stats[:, :4].astype(np.int64)
+        boxes[:, 2:] += boxes[:, :2]  # left, top, width, height -> xyxy
+        anchors = np.array([first for first, _ in self._candidates], np.int64).reshape(-1, 4)
+        overlap = box_iou(boxes.astype(np.float64), anchors.astype(np.float64))
         candidates = []
-        for left, top, width, height, _ in stats.astype(np.int64).tolist():
-            box = (left, top, left + width, top + height)
-            count = 1
-            for first, seen in self._candidates:
-                if _box_iou(box, first) >= self.iou:
-                    box, count = first, seen + 1
-                    break
+        for row, box in enumerate(boxes.tolist()):
+            anchor, count = (box, 1)
+            if anchors.size and overlap[row].max() >= self.iou:  # still where it first appeared
+                first, seen = self._candidates[int(np.argmax(overlap[row]))]
+                anchor, count = list(first), seen + 1
+            x0, y0, x1, y1 = anchor
             if count < self.frames:
-                candidates.append((box, count))
-                continue
-            x0, y0, x1, y1 = box
-            self.held.append(_Held(box, image[y0:y1, x0:x1].astype(np.float32), mask[y0:y1, x0:x1] > 0))
+                candidates.append(((x0, y0, x1, y1), count))
+            else:
+                self.held.append(
+                    _Held((x0, y0, x1, y1), image[y0:y1, x0:x1].astype(np.float32), mask[y0:y1, x0:x1] > 0)
+                )
         self._candidates = candidates
-
-
-def _box_iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
-    width = min(a[2], b[2]) - max(a[0], b[0])
-    height = min(a[3], b[3]) - max(a[1], b[1])
-    if width <= 0 or height <= 0:
-        return 0.0
-    inter = width * height
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
 def _components(mask: NDArray[np.uint8]) -> NDArray[np.float64]:
