@@ -242,8 +242,8 @@ class MotionDetector:
                 self._models[frame.camera_id] = _CameraModel(self._subtractor(frame), frame.size)
                 self.foreground(frame)
             return Detections.empty(**fields)
-        memory = getattr(model.subtractor, "memory", None)
-        if isinstance(memory, _StoppedObjects):
+        memory = model.subtractor.memory if isinstance(model.subtractor, _PlateSubtractor) else None
+        if memory is not None:
             held, rest = memory.split(small, mask)
             stats = _components(self._clean(rest))
             memory.observe(stats, small, mask)
@@ -289,17 +289,19 @@ class MotionDetector:
                     f"camera {frame.camera_id!r}: frame of shape {frame.image.shape} does not match "
                     f"its background plate of shape {plate.shape}"
                 )
-            subtractor = _PlateSubtractor(
-                self._prepare(plate), config.plate_threshold, config.plate_update_rate
-            )
-            if config.hold_after_frames:
-                subtractor.memory = _StoppedObjects(
+            memory = (
+                _StoppedObjects(
                     config.hold_after_frames,
                     config.hold_iou,
                     config.plate_threshold,
                     config.departure_fraction,
                 )
-            return subtractor
+                if config.hold_after_frames
+                else None
+            )
+            return _PlateSubtractor(
+                self._prepare(plate), config.plate_threshold, config.plate_update_rate, memory=memory
+            )
         if config.method == "knn":
             threshold = 400.0 if config.threshold is None else config.threshold
             return cv2.createBackgroundSubtractorKNN(
@@ -325,11 +327,18 @@ class MotionDetector:
 class _PlateSubtractor:
     """Difference from a background plate, with the plate updated only where nothing is found."""
 
-    def __init__(self, plate: NDArray[np.uint8], threshold: float, update_rate: float) -> None:
+    def __init__(
+        self,
+        plate: NDArray[np.uint8],
+        threshold: float,
+        update_rate: float,
+        *,
+        memory: _StoppedObjects | None = None,
+    ) -> None:
         self.background = plate.astype(np.float32)
         self.threshold = threshold
         self.update_rate = update_rate
-        self.memory: _StoppedObjects | None = None
+        self.memory = memory
 
     def apply(self, image: NDArray[np.uint8], learningRate: float = -1.0) -> NDArray[np.uint8]:
         difference = _max_channel_difference(image, self.background)
