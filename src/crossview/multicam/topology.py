@@ -18,7 +18,15 @@ from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
-from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from crossview.core.camera import Camera
 from crossview.multicam.geometry import GroundProjector, convex_intersection, polygon_area
@@ -107,6 +115,7 @@ class CameraTopology(BaseModel):
     cameras: tuple[str, ...]
     overlaps: frozenset[CameraPair] = frozenset()
     transitions: Mapping[CameraPair, Window] = Field(default_factory=dict, validate_default=True)
+    _group: dict[str, int] = PrivateAttr(default_factory=dict)  # from the links, for ``connected``
 
     # ------------------------------------------------------------------------ validation
     @field_validator("cameras")
@@ -186,7 +195,22 @@ class CameraTopology(BaseModel):
                 raise ValueError(f"transition {pair}: min_seconds must be >= 0, got {low}")
             if low > high:
                 raise ValueError(f"transition {pair}: min_seconds {low} exceeds max_seconds {high}")
+        self._group = self._linked_groups()
         return self
+
+    def _linked_groups(self) -> dict[str, int]:
+        """Each camera's group: cameras joined by a chain of overlaps and transitions share one."""
+        group = {camera: number for number, camera in enumerate(self.cameras)}
+        links = [*self.overlaps, *self.transitions]
+        changed = True
+        while changed:  # a few passes over a handful of links: the groups settle at their minimum
+            changed = False
+            for first, second in links:
+                low = min(group[first], group[second])
+                if group[first] != low or group[second] != low:
+                    group[first] = group[second] = low
+                    changed = True
+        return group
 
     @field_serializer("overlaps")
     def _overlaps_out(self, overlaps: frozenset[CameraPair]) -> list[list[str]]:
@@ -259,16 +283,8 @@ class CameraTopology(BaseModel):
         an object can go from one to the other through the cameras between them.
         """
         self._require(a, b)
-        seen, frontier = {a}, [a]
-        while frontier:
-            camera = frontier.pop()
-            if camera == b:
-                return True
-            for other in self.neighbours(camera):
-                if other not in seen:
-                    seen.add(other)
-                    frontier.append(other)
-        return False
+        group = self._group or self._linked_groups()  # empty only when built without validation
+        return group[a] == group[b]
 
     def check(self, camera_ids: Iterable[str] | None = None) -> list[str]:
         """Warnings about cameras through which cross-camera identities cannot be linked.
