@@ -54,7 +54,7 @@ from crossview.track.factory import make_tracker
 # Colour-histogram appearance (cosine distance scale); classes come from box sizes, which
 # occlusion fools (a parked car seen as a sliver is person-sized), so a class mismatch costs
 # instead of forbidding the pair.
-_ASSOCIATION = AssociationConfig(max_cost=0.25, class_mismatch_penalty=0.1)
+_ASSOCIATION = AssociationConfig(max_cost=0.25, class_mismatch_penalty=0.1, linkage="single")
 
 
 class DemoConfig(BaseModel):

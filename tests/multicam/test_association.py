@@ -253,3 +253,54 @@ def test_online_tracklets_reported_together_may_share_a_new_identity() -> None:
     # a pair that could not be one object (far apart while seen at once) still gets two ids
     apart = OnlineAssociator(TOPOLOGY, CONFIG)
     assert apart.assign([gate, walk("lot", 3, 0, 3, (6, 0), (1, 0), RED)]) == [0, 1]
+
+
+def test_positions_of_partly_hidden_boxes_are_not_compared() -> None:
+    gate = walk("gate", 1, 0, 10, (0, 0), (1, 0), RED)
+    # the lot camera sees the same object, but for most of the time a box cut by an occluder puts it
+    # 3 m off; only the whole boxes are compared
+    lot = walk("lot", 1, 0, 10, (0, 0), (1, 0), RED)
+    shifted = lot.ground.copy()
+    hidden = lot.times < 7
+    shifted[hidden] += [3.0, 0.0]
+    trusting = Tracklet("lot", 1, lot.times, shifted, RED)
+    assert not pair_evidence(gate, trusting, TOPOLOGY, CONFIG).feasible
+    careful = Tracklet("lot", 1, lot.times, shifted, RED, clear=~hidden)
+    evidence = pair_evidence(gate, careful, TOPOLOGY, CONFIG)
+    assert evidence.feasible and evidence.position_m == pytest.approx(0.0)
+    # no whole box while co-visible: no position evidence either way
+    blind = Tracklet("lot", 1, lot.times, shifted, RED, clear=np.zeros(lot.times.size, bool))
+    assert math.isnan(pair_evidence(gate, blind, TOPOLOGY, CONFIG).position_m)
+    with pytest.raises(ValueError, match=r"clear must have shape \(20,\)"):
+        Tracklet("lot", 1, lot.times, shifted, RED, clear=np.ones(3, bool))
+
+
+def test_offline_clusters_never_hold_two_tracks_of_one_camera_at_once() -> None:
+    # two tracks of one camera share 0.2 s (less than overlap_tolerance_s): still two objects
+    first = walk("lot", 1, 0, 5.5, (0, 0), (1, 0), RED)
+    second = walk("lot", 2, 5.0, 10, (5, 0), (1, 0), RED)
+    assert len(associate([first, second], TOPOLOGY, CONFIG).merges) == 0
+
+
+def test_single_linkage_follows_a_chain_that_average_linkage_breaks() -> None:
+    # one car whose colour drifts camera by camera (lighting): each next visit looks like the last
+    chain = CameraTopology(
+        cameras=("a", "b", "c"), transitions={("a", "b"): (1.0, 10.0), ("b", "c"): (1.0, 10.0)}
+    )
+    looks = [
+        unit(np.array([1.0, 0.0, 0.0])),
+        unit(np.array([1.0, 0.55, 0.0])),
+        unit(np.array([0.6, 1.0, 0.0])),
+    ]
+    visits = [
+        walk(camera, 1, 10.0 * i, 10.0 * i + 5, (0, 0), (1, 0), look)
+        for i, (camera, look) in enumerate(zip("abc", looks, strict=True))
+    ]
+    step = [1 - float(np.dot(looks[i], looks[i + 1])) for i in range(2)]
+    assert max(step) < 0.2 and 1 - float(np.dot(looks[0], looks[2])) > 0.4
+    config = AssociationConfig(max_cost=0.2)
+    assert associate(visits, chain, config).global_ids.tolist() == [0, 0, 1]
+    single = associate(visits, chain, config.model_copy(update={"linkage": "single"}))
+    assert single.global_ids.tolist() == [0, 0, 0]
+    online = OnlineAssociator(chain, config.model_copy(update={"linkage": "single"}))
+    assert [online.assign([visit])[0] for visit in visits] == [0, 0, 0]

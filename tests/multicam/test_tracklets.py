@@ -7,7 +7,7 @@ import pytest
 
 from crossview.core.detections import Detections
 from crossview.multicam.geometry import foot_points, image_to_ground, look_at_camera, world_to_image
-from crossview.multicam.tracklets import CAR, PERSON, Locator, TrackletBuilder
+from crossview.multicam.tracklets import CAR, PERSON, Locator, TrackletBuilder, whole_boxes
 
 CAMERA = look_at_camera("lot", 1280, 720, 70, position=(0.0, -8.0, 8.0), target=(0.0, 12.0, 0.0))
 
@@ -77,3 +77,44 @@ def test_builder_collects_tracklets_and_refuses_disorder() -> None:
         builder.update(Detections.empty(camera_id="lot", frame_index=9, timestamp=0.2))
     with pytest.raises(ValueError, match="no ground calibration"):
         Locator(CAMERA.model_copy(update={"intrinsics": None, "rotation": None, "translation": None}))
+
+
+def test_whole_boxes_exclude_the_border_and_touching_boxes() -> None:
+    boxes = np.array(
+        [
+            [100, 100, 200, 200],  # alone
+            [300, 100, 400, 200],  # touches the next one (1 px apart)
+            [401, 120, 480, 220],
+            [0, 300, 50, 400],  # cut by the left border
+            [600, 500, 700, 720],  # cut by the bottom border
+        ],
+        np.float32,
+    )
+    assert whole_boxes(boxes, 1280, 720).tolist() == [True, False, False, False, False]
+    assert whole_boxes(boxes[:0], 1280, 720).shape == (0,)
+
+
+def test_a_partly_hidden_car_keeps_its_class_and_its_hidden_samples_are_not_trusted() -> None:
+    builder = TrackletBuilder(CAMERA)
+    car = cuboid_box((2.0, 12.0), (4.5, 1.8, 1.5), 0.0)
+    width = car[2] - car[0]
+    # the car is seen whole for 3 frames, then a van stops in front and hides all but a sliver of it
+    sliver = np.array([car[0], car[1], car[0] + 0.15 * width, car[3]], np.float32)
+    van = np.array([sliver[2], car[1] - 40, car[2] + 80, car[3] + 30], np.float32)
+    for frame in range(12):
+        hidden = frame >= 3
+        rows = Detections(
+            xyxy=[sliver, van] if hidden else [car],
+            confidence=[0.9, 0.9] if hidden else [0.9],
+            tracker_id=[7, 9] if hidden else [7],
+            embedding=[[1.0, 0.0], [0.0, 1.0]] if hidden else [[1.0, 0.0]],
+            camera_id="lot",
+            frame_index=frame,
+            timestamp=frame * 0.1,
+        )
+        builder.update(rows)
+    assert Locator(CAMERA).classify(sliver[None]).tolist() == [PERSON]  # a sliver looks like a person
+    car_tracklet = {t.track_id: t for t in builder.tracklets()}[7]
+    assert car_tracklet.class_id == CAR  # from its whole boxes, not the 9 sliver boxes
+    assert car_tracklet.clear.tolist() == [True] * 3 + [False] * 9
+    assert car_tracklet.placed.sum() == 3

@@ -16,10 +16,14 @@ Evidence between two tracklets (``pair_evidence``), each term kept so a decision
 + unknown_link_penalty + class_mismatch_penalty`` where each term applies, ``inf`` where a
 constraint forbids the pair.
 
-**Offline** (``associate``): constrained average-linkage clustering. Clusters merge cheapest
-first while their average pair cost is at most ``max_cost``, and only if the merged cluster stays
+**Offline** (``associate``): constrained agglomerative clustering. Clusters merge cheapest
+first while their linkage cost is at most ``max_cost``, and only if the merged cluster stays
 physically possible: no two members at once in non-overlapping cameras (or in one camera), close
 positions wherever two members are co-visible, and a plausible transit between consecutive visits.
+The linkage is the average pair cost (``linkage="average"``) or the cheapest pair (``"single"``):
+single linkage follows an object along its chain of visits even when its first and last look
+apart (lighting differs from camera to camera), and the constraints keep it from chaining two
+objects that were ever seen apart at once.
 
 **Online** (``OnlineAssociator``): tracklets are assigned once, when they are reported (after the
 tracker confirmed them); the cheapest feasible identity within ``max_cost`` (Hungarian over the
@@ -55,6 +59,10 @@ class Tracklet:
 
     ``times`` (seconds, strictly increasing) and ``ground`` (``(T, 2)`` metres, ``NaN`` rows where
     unknown) sample its trajectory; ``embedding`` is its aggregated appearance (L2-normalised here).
+    ``clear`` (``(T,)`` booleans, all true when omitted) marks the samples whose box was whole: not
+    cut by the image border nor touching another object's box. Only those are trusted to place the
+    object when two cameras' positions are compared, since a partly hidden box is centred on its
+    visible part, up to half a car's length off.
     """
 
     camera_id: str
@@ -63,6 +71,7 @@ class Tracklet:
     ground: FloatArray
     embedding: NDArray[np.float32]
     class_id: int = 0
+    clear: NDArray[np.bool_] | None = None
 
     def __post_init__(self) -> None:
         times = np.asarray(self.times, dtype=np.float64).reshape(-1)
@@ -83,9 +92,20 @@ class Tracklet:
         norm = float(np.linalg.norm(embedding))
         if embedding.size == 0 or not math.isfinite(norm) or norm == 0:
             raise ValueError(f"{name}: embedding must be a finite non-zero vector")
+        clear = np.ones(times.size, bool) if self.clear is None else np.asarray(self.clear, bool)
+        if clear.shape != times.shape:
+            raise ValueError(f"{name}: clear must have shape ({times.size},), got {clear.shape}")
         object.__setattr__(self, "times", times)
         object.__setattr__(self, "ground", ground)
         object.__setattr__(self, "embedding", embedding / norm)
+        object.__setattr__(self, "clear", clear)
+
+    @property
+    def placed(self) -> NDArray[np.bool_]:
+        """Samples whose position is trusted: known, and from a whole box."""
+        assert self.clear is not None  # set in __post_init__
+        placed: NDArray[np.bool_] = self.clear & np.all(np.isfinite(self.ground), axis=1)
+        return placed
 
     @property
     def t_start(self) -> float:
@@ -122,6 +142,9 @@ class AssociationConfig(BaseModel):
         default=0.5, ge=0, description="co-visibility shorter than this is ignored"
     )
     transit_slack_s: float = Field(default=2.0, ge=0)
+    linkage: Literal["average", "single"] = Field(
+        default="average", description="offline clustering: average pair cost, or cheapest pair"
+    )
     max_cost: float | Literal["auto"] = "auto"
     auto_quantile: float = Field(default=0.05, gt=0, lt=1)
     auto_fallback: float = Field(default=0.3, gt=0)
@@ -194,18 +217,27 @@ def pair_evidence(
     return PairEvidence(appearance, position, gap, penalty, cost + penalty)
 
 
-def _co_visible_distance(first: Tracklet, second: Tracklet, min_samples: int) -> float:
-    """Median ground distance at ``first``'s samples inside the shared interval (second interpolated)."""
+def _co_visible_distance(first: Tracklet, second: Tracklet, min_samples: int, reach_s: float = 1.0) -> float:
+    """Median ground distance at ``first``'s placed samples inside the shared interval.
+
+    ``second`` is interpolated between its own placed samples, at those of ``first`` within
+    ``reach_s`` of one; NaN (no evidence) when fewer than ``min_samples`` such pairs exist.
+    """
     start, stop = max(first.t_start, second.t_start), min(first.t_end, second.t_end)
-    inside = (first.times >= start) & (first.times <= stop) & np.all(np.isfinite(first.ground), axis=1)
-    known = np.all(np.isfinite(second.ground), axis=1)
-    if inside.sum() < min_samples or known.sum() < 2:
+    placed = second.placed
+    if placed.sum() < 2:
         return math.nan
-    times = first.times[inside]
-    other = np.column_stack(
-        [np.interp(times, second.times[known], second.ground[known, axis]) for axis in range(2)]
-    )
-    return float(np.median(np.linalg.norm(first.ground[inside] - other, axis=1)))
+    anchors = second.times[placed]
+    mine = (first.times >= start) & (first.times <= stop) & first.placed
+    times = first.times[mine]
+    slot = np.clip(np.searchsorted(anchors, times), 1, anchors.size - 1)
+    nearest = np.minimum(np.abs(times - anchors[slot - 1]), np.abs(anchors[slot] - times))
+    near = nearest <= reach_s
+    if near.sum() < min_samples:
+        return math.nan
+    times = times[near]
+    other = np.column_stack([np.interp(times, anchors, second.ground[placed, axis]) for axis in range(2)])
+    return float(np.median(np.linalg.norm(first.ground[mine][near] - other, axis=1)))
 
 
 def auto_threshold(tracklets: Sequence[Tracklet], config: AssociationConfig) -> float:
@@ -234,7 +266,7 @@ def auto_threshold(tracklets: Sequence[Tracklet], config: AssociationConfig) -> 
 
 @dataclass(frozen=True, slots=True)
 class Merge:
-    """One step of offline clustering: two clusters joined at an average pair cost."""
+    """One step of offline clustering: two clusters joined at their linkage cost."""
 
     left: tuple[tuple[str, int], ...]
     right: tuple[tuple[str, int], ...]
@@ -259,7 +291,7 @@ def associate(
     topology: CameraTopology | None = None,
     config: AssociationConfig | None = None,
 ) -> Association:
-    """Offline association of a whole recording: constrained average-linkage clustering.
+    """Offline association of a whole recording: constrained agglomerative clustering.
 
     >>> import numpy as np
     >>> def seen(camera, start, x, colour):
@@ -282,7 +314,7 @@ def associate(
         for j in range(i + 1, n):
             costs[i, j] = costs[j, i] = pair_evidence(tracklets[i], tracklets[j], topology, config).cost
     clusters: dict[int, list[int]] = {i: [i] for i in range(n)}
-    # average pair cost between clusters (inf when any pair is forbidden), kept by Lance-Williams
+    # linkage cost between clusters, kept by Lance-Williams (average: inf once any pair is forbidden)
     linkage = costs.copy()
     np.fill_diagonal(linkage, np.inf)
     merges: list[Merge] = []
@@ -304,7 +336,10 @@ def associate(
             )
         )
         size_a, size_b = len(clusters[a]), len(clusters[b])
-        row = (size_a * linkage[a] + size_b * linkage[b]) / (size_a + size_b)
+        if config.linkage == "single":
+            row = np.minimum(linkage[a], linkage[b])
+        else:
+            row = (size_a * linkage[a] + size_b * linkage[b]) / (size_a + size_b)
         linkage[a], linkage[:, a] = row, row
         linkage[a, a] = np.inf
         linkage[b], linkage[:, b] = np.inf, np.inf
@@ -324,7 +359,8 @@ def _feasible(
     ordered = sorted(members, key=lambda t: t.t_start)
     for i, first in enumerate(ordered):
         for second in ordered[i + 1 :]:
-            if second.t_start - first.t_end >= -config.overlap_tolerance_s:
+            gap = second.t_start - first.t_end
+            if gap > 0 or (gap >= -config.overlap_tolerance_s and first.camera_id != second.camera_id):
                 continue  # not co-visible: checked as consecutive visits below
             if not pair_evidence(first, second, topology, config).feasible:
                 return False
@@ -465,7 +501,10 @@ class OnlineAssociator:
                 if not e.feasible and (member is previous or self._conflict(tracklet, member)):
                     return math.inf
             evidence = [e for e in evidence if e.feasible]
-        return float(np.mean([e.cost for e in evidence])) if evidence else math.inf
+        if not evidence:
+            return math.inf
+        costs = [e.cost for e in evidence]
+        return float(min(costs) if self.config.linkage == "single" else np.mean(costs))
 
     def _join(self, tracklet: Tracklet, number: int) -> None:
         if number == len(self._members):

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from crossview.core.camera import Camera
 from crossview.core.detections import Detections
+from crossview.detect.nms import box_iou
 from crossview.multicam.association import Tracklet
 from crossview.multicam.geometry import GroundProjector, pinhole_matrices
 
@@ -119,6 +120,27 @@ class _Track:
     classes: list[int] = field(default_factory=list)
     boxes: list[NDArray[np.float32]] = field(default_factory=list)
     frames: list[int] = field(default_factory=list)
+    clear: list[bool] = field(default_factory=list)
+
+
+def whole_boxes(xyxy: NDArray[np.float32], width: int, height: int, margin: float = 2.0) -> NDArray[np.bool_]:
+    """Which boxes are whole: at least ``margin`` pixels from the image border and every other box.
+
+    A box cut by the border or touching another object's box is likely partly hidden, so its
+    centre and width describe the visible part, not the object.
+    """
+    boxes = np.asarray(xyxy, np.float64).reshape(-1, 4)
+    inside = (
+        (boxes[:, 0] >= margin)
+        & (boxes[:, 1] >= margin)
+        & (boxes[:, 2] <= width - margin)
+        & (boxes[:, 3] <= height - margin)
+    )
+    grown = boxes + np.array([-margin, -margin, margin, margin])
+    touching = box_iou(grown, boxes) > 0
+    np.fill_diagonal(touching, False)
+    whole: NDArray[np.bool_] = inside & ~touching.any(axis=1)
+    return whole
 
 
 class TrackletBuilder:
@@ -154,9 +176,11 @@ class TrackletBuilder:
                 f"camera {self.camera.id!r}: timestamps out of order ({self._last_time} then {timestamp})"
             )
         self._last_time = timestamp
-        rows = detections[detections.tracker_id >= 0]
-        if len(rows) == 0:
+        tracked = detections.tracker_id >= 0
+        if not np.any(tracked):
             return
+        clear = whole_boxes(detections.xyxy, self.camera.width, self.camera.height)[tracked]
+        rows = detections[tracked]
         if rows.embedding is None:
             raise ValueError(f"camera {self.camera.id!r}: tracked detections need embeddings")
         classes = (
@@ -172,10 +196,19 @@ class TrackletBuilder:
             track.classes.append(int(classes[row]))
             track.boxes.append(rows.xyxy[row])
             track.frames.append(int(detections.frame_index if detections.frame_index is not None else -1))
+            track.clear.append(bool(clear[row]))
 
-    def class_of(self, track_id: int) -> int:
-        """The majority class of a track's boxes."""
-        values, counts = np.unique(self._tracks[track_id].classes, return_counts=True)
+    def class_of(self, track_id: int, min_whole: int = 3) -> int:
+        """The majority class of a track's whole boxes (of all its boxes if fewer than ``min_whole``).
+
+        A partly hidden car looks as narrow as a person, so its hidden boxes are not counted.
+        """
+        track = self._tracks[track_id]
+        classes = np.asarray(track.classes)
+        clear = np.asarray(track.clear, bool)
+        if clear.sum() >= min_whole:
+            classes = classes[clear]
+        values, counts = np.unique(classes, return_counts=True)
         return int(values[np.argmax(counts)])
 
     def rows(self, track_id: int) -> tuple[NDArray[np.int64], NDArray[np.float32], FloatArray]:
@@ -201,6 +234,7 @@ class TrackletBuilder:
                     np.asarray(track.ground),
                     mean,
                     self.class_of(track_id),
+                    np.asarray(track.clear, bool),
                 )
             )
         return found
