@@ -15,6 +15,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from crossview.serve.cli import keys_app, serve
+
 if TYPE_CHECKING:
     from crossview.eval.mot import MotScores
 
@@ -25,6 +27,8 @@ eval_app = typer.Typer(no_args_is_help=True, help="Score outputs against ground 
 sample_app = typer.Typer(no_args_is_help=True, help="Write synthetic sample data with ground truth.")
 app.add_typer(eval_app, name="eval")
 app.add_typer(sample_app, name="sample")
+app.add_typer(keys_app, name="keys")
+app.command("serve")(serve)
 
 console = Console()
 errors = Console(stderr=True)

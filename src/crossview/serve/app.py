@@ -1,0 +1,650 @@
+"""The REST API: ``create_app(config)`` returns a FastAPI app over one data directory.
+
+Every route but ``/healthz`` and ``/readyz`` needs a credential, ``Authorization: Bearer <token>``
+(or ``X-API-Key: <token>``): an API key from ``crossview keys create`` or, when a JWT secret is
+configured, a signed JWT. Each route needs a scope (read, search, ingest; admin implies all):
+none or a bad one is 401, the wrong scope 403. Each credential has a token bucket (429 with
+``Retry-After`` when empty). Bodies over ``max_body_bytes`` are refused with 413 before they are
+read in full. A full ingest queue is 503 with ``Retry-After``, and so is an open circuit breaker
+around the index. Errors are JSON ``{"error": {"code", "message"}, "request_id"}``; every
+response carries ``X-Request-ID``, and each request is logged as one JSON line.
+"""
+
+import json
+import logging
+import math
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from http import HTTPStatus
+from typing import Annotated, Any, Literal
+
+import cv2
+import numpy as np
+from fastapi import Depends, FastAPI, File, Form, Path, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from crossview.embed.base import Embedder
+from crossview.embed.color import ColorHistogramEmbedder
+from crossview.search.engine import Hit
+from crossview.search.index import Filter
+from crossview.serve.breaker import BreakerOpenError, BreakerState
+from crossview.serve.drift import DriftConfig, DriftMonitor
+from crossview.serve.keys import JwtVerifier, KeyStore, Principal
+from crossview.serve.keys import Scope as KeyScope
+from crossview.serve.limits import RateLimit, RateLimiter
+from crossview.serve.metrics import ServiceMetrics
+from crossview.serve.service import (
+    BackendFailure,
+    FrameInput,
+    Overloaded,
+    Service,
+    ServiceConfig,
+    Unavailable,
+)
+
+log = logging.getLogger("crossview.serve")
+MAX_ID = 2**62  # ids and frame numbers: SQLite integers are 64-bit
+
+
+class ServeConfig(BaseModel):
+    """The HTTP layer's settings around a ``ServiceConfig``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    service: ServiceConfig
+    rate_limit: RateLimit = Field(default_factory=lambda: RateLimit(rate_per_s=50.0, burst=100))
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    jwt_secret: SecretStr | None = None
+    drift: DriftConfig = Field(default_factory=DriftConfig)
+
+
+# ----------------------------------------------------------------------------------------- schemas
+class DetectionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    xyxy: list[Annotated[float, Field(allow_inf_nan=False)]] = Field(
+        min_length=4, max_length=4, description="x1, y1, x2, y2 in pixels"
+    )
+    confidence: float = Field(ge=0, le=1)
+    class_id: int = Field(default=0, ge=0, le=2**31 - 1)
+    embedding: list[float] | None = Field(default=None, max_length=4096)
+
+
+class FrameIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    frame_index: int = Field(ge=0, le=MAX_ID)
+    timestamp: float = Field(allow_inf_nan=False, description="seconds; strictly increasing per camera")
+    detections: list[DetectionIn] = Field(default_factory=list, max_length=10_000)
+
+
+class IngestIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    camera_id: str = Field(min_length=1, max_length=128)
+    model: str = Field(default="unknown", min_length=1, max_length=128, description="the detector's name")
+    frames: list[FrameIn] = Field(min_length=1, max_length=10_000)
+
+
+class IngestOut(BaseModel):
+    batch_id: int
+    frames: int
+    detections: int
+    queued: int
+
+
+class FilterIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    cameras: list[str] | None = Field(default=None, max_length=1000)
+    classes: list[Annotated[int, Field(ge=0, le=2**31 - 1)]] | None = Field(default=None, max_length=1000)
+    time_range: (
+        tuple[Annotated[float, Field(allow_inf_nan=False)], Annotated[float, Field(allow_inf_nan=False)]]
+        | None
+    ) = None
+
+    def to_filter(self) -> Filter | None:
+        if self.cameras is None and self.classes is None and self.time_range is None:
+            return None
+        return Filter(
+            cameras=None if self.cameras is None else frozenset(self.cameras),
+            classes=None if self.classes is None else frozenset(self.classes),
+            time_range=self.time_range,
+        )
+
+
+class SearchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    embedding: list[float] | None = Field(default=None, max_length=4096)
+    track: int | None = Field(default=None, ge=1, le=MAX_ID, description="a track's id (from /v1/tracks)")
+    k: int = Field(default=10, ge=1, le=1000)
+    filter: FilterIn = Field(default_factory=FilterIn)
+    rerank: Literal["none", "kreciprocal", "aqe"] = "none"
+
+
+class HitOut(BaseModel):
+    rank: int
+    track: int
+    camera_id: str
+    track_id: int
+    class_id: int
+    t_start: float
+    t_end: float
+    distance: float
+    appearance: float
+    rerank: float
+    context: float
+
+
+class SearchOut(BaseModel):
+    hits: list[HitOut]
+
+
+class TrackOut(BaseModel):
+    id: int
+    camera_id: str
+    track_id: int
+    class_id: int
+    t_start: float
+    t_end: float
+    detections: int
+    global_id: int
+    indexed: bool
+
+
+class TracksOut(BaseModel):
+    tracks: list[TrackOut]
+    next_after_id: int | None
+
+
+class DetectionOut(BaseModel):
+    frame_index: int
+    timestamp: float
+    xyxy: tuple[float, float, float, float]
+    confidence: float
+    class_id: int
+
+
+class TrackDetailOut(TrackOut):
+    boxes: list[DetectionOut]
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorOut(BaseModel):
+    error: ErrorBody
+    request_id: str | None = None
+
+
+# -------------------------------------------------------------------------------------- middleware
+class _TooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    """Refuses bodies over ``limit`` bytes with 413: by ``Content-Length`` at once, else while read."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            await _send_error(scope, send, 413, "payload_too_large", self._message())
+            return
+        received = 0
+        started = False
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise _TooLarge
+            return message
+
+        async def tracking(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited, tracking)
+        except _TooLarge:
+            if not started:
+                await _send_error(scope, send, 413, "payload_too_large", self._message())
+
+    def _message(self) -> str:
+        return f"request body over {self.limit} bytes"
+
+
+async def _send_error(scope: Scope, send: Send, status: int, code: str, message: str) -> None:
+    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+# ------------------------------------------------------------------------------------------- state
+class _State:
+    def __init__(self, config: ServeConfig, embedder: Embedder) -> None:
+        self.config = config
+        self.metrics = ServiceMetrics()
+        self.service = Service(
+            config.service,
+            embedder,
+            on_index_change=lambda name, old, new: self.metrics.set_breaker(name, new),
+        )
+        self.metrics.set_breaker("index", BreakerState.CLOSED)
+        self.keys = KeyStore(config.service.data_dir / "keys.sqlite")
+        secret = config.jwt_secret
+        self.jwt = None if secret is None else JwtVerifier(secret.get_secret_value())
+        self.limiter = RateLimiter(config.rate_limit)
+        self.drift = DriftMonitor(config.drift)
+        self.embedder = embedder
+
+
+class ApiError(Exception):
+    """An error answered as ``{"error": {"code", "message"}}`` with its status and headers."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers
+
+
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> ApiError:
+    return ApiError(status, code, message, headers)
+
+
+def _retry_after(seconds: float) -> dict[str, str]:
+    return {"Retry-After": str(max(1, math.ceil(seconds)))}
+
+
+def create_app(config: ServeConfig, embedder: Embedder | None = None) -> FastAPI:
+    """The FastAPI app; the service starts with the app's lifespan and stops (draining) with it."""
+    state = _State(config, embedder or ColorHistogramEmbedder())
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        state.service.start()
+        log.info(json.dumps({"event": "started", "data_dir": str(config.service.data_dir)}))
+        try:
+            yield
+        finally:
+            drained = state.service.stop()
+            state.keys.close()
+            log.info(json.dumps({"event": "stopped", "drained": drained}))
+
+    app = FastAPI(
+        title="crossview",
+        version="1",
+        description="Multi-camera perception and visual search.",
+        lifespan=lifespan,
+        responses={
+            401: {"model": ErrorOut, "description": "missing, malformed, unknown or revoked credential"},
+            403: {"model": ErrorOut, "description": "the credential lacks the route's scope"},
+            413: {"model": ErrorOut, "description": "request body too large"},
+            429: {"model": ErrorOut, "description": "rate limit; see Retry-After"},
+        },
+    )
+    app.state.crossview = state
+
+    # --------------------------------------------------------------------------- auth dependency
+    def credential(request: Request) -> Principal:
+        header = request.headers.get("authorization", "")
+        token = (
+            header[7:].strip() if header[:7].lower() == "bearer " else request.headers.get("x-api-key", "")
+        )
+        if not token:
+            raise _error(401, "unauthenticated", "send an API key or JWT as 'Authorization: Bearer <token>'")
+        principal = state.keys.verify(token) if token.startswith("cvk_") else None
+        if principal is None and state.jwt is not None and token.count(".") == 2:
+            principal = state.jwt.verify(token)
+        if principal is None:
+            raise _error(401, "unauthenticated", "unknown, revoked, expired or malformed credential")
+        request.state.principal = principal.subject
+        return principal
+
+    def scope(needed: KeyScope) -> Callable[[Principal], Awaitable[Principal]]:
+        async def check(principal: Annotated[Principal, Depends(credential)]) -> Principal:
+            if not principal.allows(needed):
+                raise _error(403, "forbidden", f"this credential lacks the {needed.value!r} scope")
+            wait = state.limiter.acquire(principal.key_id or f"jwt:{principal.subject}")
+            if wait > 0:
+                state.metrics.rate_limited.inc()
+                raise _error(
+                    429, "rate_limited", f"rate limit reached; retry in {wait:.2f} s", _retry_after(wait)
+                )
+            return principal
+
+        return check
+
+    # --------------------------------------------------------------------------- error handlers
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, error: ApiError) -> JSONResponse:
+        return _json_error(request, error.status, error.code, error.message, error.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        code = HTTPStatus(error.status_code).phrase.lower().replace(" ", "_")
+        return _json_error(request, error.status_code, code, str(error.detail), dict(error.headers or {}))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}" for e in error.errors()[:10]
+        )
+        return _json_error(request, 422, "invalid_request", problems or "invalid request")
+
+    @app.exception_handler(BackendFailure)
+    async def backend_failed(request: Request, error: BackendFailure) -> JSONResponse:
+        return _json_error(request, 503, "backend_error", str(error), _retry_after(1.0))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception) -> JSONResponse:
+        log.exception("unhandled error in %s %s", request.method, request.url.path)
+        return _json_error(request, 500, "internal_error", f"internal error ({type(error).__name__})")
+
+    @app.exception_handler(BreakerOpenError)
+    async def breaker_open(request: Request, error: BreakerOpenError) -> JSONResponse:
+        return _json_error(request, 503, "backend_unavailable", str(error), _retry_after(error.retry_after_s))
+
+    # -------------------------------------------------------------------------- request context
+    @app.middleware("http")
+    async def context(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        request.state.request_id = request_id
+        started = time.perf_counter()
+        response = await call_next(request)
+        elapsed = time.perf_counter() - started
+        route = request.scope.get("route")
+        template = getattr(route, "path", "unmatched")
+        state.metrics.request_seconds.labels(template, request.method, str(response.status_code)).observe(
+            elapsed
+        )
+        response.headers["X-Request-ID"] = request_id
+        log.info(
+            json.dumps(
+                {
+                    "event": "request",
+                    "request_id": request_id,
+                    "method": request.method,
+                    "route": template,
+                    "status": response.status_code,
+                    "ms": round(elapsed * 1000, 2),
+                    "principal": getattr(request.state, "principal", None),
+                }
+            )
+        )
+        return response
+
+    # ----------------------------------------------------------------------------------- routes
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], responses={503: {"model": ErrorOut}})
+    def readyz() -> JSONResponse:
+        """Readiness: the worker runs and ingest is accepted; the index breaker's state."""
+        breaker = state.service.index_breaker.state
+        body = {
+            "ready": state.service.ready,
+            "queued_batches": state.service.queued,
+            "index_breaker": breaker.value,
+        }
+        return JSONResponse(body, status_code=200 if state.service.ready else 503)
+
+    Ingest = Annotated[Principal, Depends(scope(KeyScope.INGEST))]
+    Read = Annotated[Principal, Depends(scope(KeyScope.READ))]
+    SearchScope = Annotated[Principal, Depends(scope(KeyScope.SEARCH))]
+
+    @app.post(
+        "/v1/ingest/detections",
+        status_code=202,
+        tags=["ingest"],
+        responses={422: {"model": ErrorOut}, 503: {"model": ErrorOut}},
+    )
+    def ingest(body: IngestIn, _: Ingest) -> IngestOut:
+        """Accept one camera's frames of detections; 202 once stored durably (tracked later)."""
+        try:
+            frames = [_frame_input(frame, number) for number, frame in enumerate(body.frames)]
+            batch_id = state.service.submit(body.camera_id, frames)
+        except Overloaded as error:
+            state.metrics.refused_frames.labels("queue_full").inc(len(body.frames))
+            raise _error(503, "overloaded", str(error), _retry_after(error.retry_after_s)) from None
+        except Unavailable as error:
+            state.metrics.refused_frames.labels("unavailable").inc(len(body.frames))
+            raise _error(503, "unavailable", str(error), _retry_after(1.0)) from None
+        except ValueError as error:
+            state.metrics.refused_frames.labels("invalid").inc(len(body.frames))
+            raise _error(422, "invalid_request", str(error)) from None
+        _observe(state, body, frames)
+        count = sum(len(f.xyxy) for f in frames)
+        return IngestOut(batch_id=batch_id, frames=len(frames), detections=count, queued=state.service.queued)
+
+    @app.get("/v1/tracks", tags=["tracks"])
+    def tracks(
+        _: Read,
+        camera_id: Annotated[str | None, Query(max_length=128)] = None,
+        start: Annotated[float | None, Query(allow_inf_nan=False)] = None,
+        end: Annotated[float | None, Query(allow_inf_nan=False)] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        after_id: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
+    ) -> TracksOut:
+        """Tracks of a camera (or all) overlapping ``[start, end]``, by id; page with ``after_id``."""
+        if start is not None and end is not None and end < start:
+            raise _error(422, "invalid_request", f"end ({end}) is before start ({start})")
+        found = state.service.tracks(
+            camera_id=camera_id, start=start, end=end, limit=limit, after_id=after_id
+        )
+        rows = [TrackOut(**t.to_dict()) for t in found]
+        return TracksOut(tracks=rows, next_after_id=rows[-1].id if len(rows) == limit else None)
+
+    @app.get("/v1/tracks/{track}", tags=["tracks"], responses={404: {"model": ErrorOut}})
+    def track_detail(track: Annotated[int, Path(ge=1, le=MAX_ID)], _: Read) -> TrackDetailOut:
+        """One track and its boxes."""
+        found = state.service.store.track(track)
+        if found is None:
+            raise _error(404, "not_found", f"no track with id {track}")
+        boxes = state.service.store.detections_of(found.camera_id, found.track_id)
+        return TrackDetailOut(
+            **found.to_dict(),
+            boxes=[
+                DetectionOut(
+                    frame_index=b.frame_index,
+                    timestamp=b.timestamp,
+                    xyxy=b.xyxy,
+                    confidence=b.confidence,
+                    class_id=b.class_id,
+                )
+                for b in boxes
+            ],
+        )
+
+    @app.post(
+        "/v1/search",
+        tags=["search"],
+        responses={404: {"model": ErrorOut}, 422: {"model": ErrorOut}, 503: {"model": ErrorOut}},
+    )
+    def search(body: SearchIn, _: SearchScope) -> SearchOut:
+        """Search ended tracks by an embedding or by a track; filters and re-ranking."""
+        if (body.embedding is None) == (body.track is None):
+            raise _error(422, "invalid_request", "give exactly one of 'embedding' or 'track'")
+        embedding = None
+        if body.embedding is not None:
+            embedding = np.asarray(body.embedding, np.float32)
+            dim = state.service.dim
+            if embedding.shape != (dim,) or not np.all(np.isfinite(embedding)) or not np.any(embedding):
+                raise _error(422, "invalid_request", f"embedding must be {dim} finite numbers, not all zero")
+        return _search(
+            state, embedding=embedding, track=body.track, k=body.k, filter_in=body.filter, rerank=body.rerank
+        )
+
+    @app.post(
+        "/v1/search/image",
+        tags=["search"],
+        responses={400: {"model": ErrorOut}, 422: {"model": ErrorOut}, 503: {"model": ErrorOut}},
+    )
+    async def search_image(
+        _: SearchScope,
+        image: Annotated[UploadFile, File(description="a crop of the object: JPEG, PNG, ...")],
+        k: Annotated[int, Form(ge=1, le=1000)] = 10,
+        cameras: Annotated[str | None, Form(description="comma-separated camera ids")] = None,
+    ) -> SearchOut:
+        """Search ended tracks by an image of the object (embedded by the service's embedder)."""
+        data = await image.read()
+        decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+        if decoded is None or decoded.size == 0:
+            raise _error(400, "bad_image", f"upload {image.filename!r} is not a decodable image")
+        wanted = FilterIn(cameras=[c for c in cameras.split(",") if c] if cameras else None)
+        return _search(state, image=np.ascontiguousarray(decoded, np.uint8), k=k, filter_in=wanted)
+
+    @app.get("/v1/models", tags=["models"])
+    def models(_: Read) -> dict[str, Any]:
+        """What the service runs: embedder, tracker, index."""
+        service = state.service
+        return {
+            "embedder": {"name": type(state.embedder).__name__, "dim": service.dim},
+            "tracker": config.service.tracker,
+            "index": {"factory": config.service.index_factory, "entries": service.index.count()},
+        }
+
+    @app.get("/v1/stats", tags=["observability"])
+    def stats(_: Read) -> dict[str, int]:
+        """What is stored: batches by state, detections (tracked or not) and tracks; index entries."""
+        return {**state.service.store.counts(), "index_entries": state.service.index.count()}
+
+    @app.get("/v1/drift", tags=["observability"])
+    def drift(_: Read) -> dict[str, Any]:
+        """Drift of detection confidences and embeddings, recent window against the reference."""
+        return {"reports": [r.to_dict() for r in _drift_reports(state)]}
+
+    @app.get("/metrics", tags=["observability"], response_class=Response)
+    def metrics(_: Read) -> Response:
+        """Prometheus metrics (text exposition format)."""
+        state.metrics.queue_depth.set(state.service.queued)
+        _drift_reports(state)
+        return Response(state.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    app.add_middleware(BodyLimit, limit=config.max_body_bytes)
+    return app
+
+
+def _json_error(
+    request: Request, status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    body = {
+        "error": {"code": code, "message": message},
+        "request_id": getattr(request.state, "request_id", None),
+    }
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _frame_input(frame: FrameIn, number: int) -> FrameInput:
+    rows = frame.detections
+    with_embedding = [d.embedding is not None for d in rows]
+    if any(with_embedding) and not all(with_embedding):
+        raise ValueError(f"frame {number}: either every detection has an embedding or none has")
+    embedding = np.asarray([d.embedding for d in rows], np.float32) if rows and all(with_embedding) else None
+    return FrameInput(
+        frame_index=frame.frame_index,
+        timestamp=frame.timestamp,
+        xyxy=np.asarray([d.xyxy for d in rows], np.float32).reshape(len(rows), 4),
+        confidence=np.asarray([d.confidence for d in rows], np.float32),
+        class_id=np.asarray([d.class_id for d in rows], np.int64),
+        embedding=embedding,
+    )
+
+
+def _observe(state: _State, body: IngestIn, frames: list[FrameInput]) -> None:
+    stream = f"{body.camera_id}/{body.model}"
+    state.metrics.ingested_frames.labels(body.camera_id).inc(len(frames))
+    confidences = np.concatenate([f.confidence for f in frames]) if frames else np.zeros(0)
+    histogram = state.metrics.confidence.labels(body.camera_id, body.model)
+    for value in confidences.tolist():
+        histogram.observe(value)
+    if confidences.size:
+        state.drift.observe_confidences(stream, confidences)
+    vectors = [f.embedding for f in frames if f.embedding is not None and len(f.embedding)]
+    if vectors:
+        stacked = np.concatenate(vectors)
+        norms = state.metrics.embedding_norm.labels(body.camera_id)
+        for value in np.linalg.norm(stacked, axis=1).tolist():
+            norms.observe(value)
+        state.drift.observe_embeddings(stream, stacked)
+
+
+def _drift_reports(state: _State) -> list[Any]:
+    reports = state.drift.report()
+    for report in reports:
+        labels = (report.stream, report.signal)
+        state.metrics.drift_psi.labels(*labels).set(report.psi)
+        state.metrics.drift_ks_pvalue.labels(*labels).set(report.ks_pvalue)
+        state.metrics.drifted.labels(*labels).set(1.0 if report.drifted else 0.0)
+    return reports
+
+
+def _search(
+    state: _State,
+    *,
+    image: np.ndarray[Any, np.dtype[np.uint8]] | None = None,
+    embedding: np.ndarray[Any, np.dtype[np.float32]] | None = None,
+    track: int | None = None,
+    k: int,
+    filter_in: FilterIn,
+    rerank: Literal["none", "kreciprocal", "aqe"] = "none",
+) -> SearchOut:
+    started = time.perf_counter()
+    try:
+        hits = state.service.search(
+            image=image, embedding=embedding, track=track, k=k, filter=filter_in.to_filter(), rerank=rerank
+        )
+    except KeyError as error:
+        raise _error(404, "not_found", str(error.args[0])) from None
+    except LookupError as error:
+        raise _error(409, "not_searchable", str(error)) from None
+    except ValueError as error:
+        raise _error(422, "invalid_request", str(error)) from None
+    state.metrics.stage_seconds.labels("search").observe(time.perf_counter() - started)
+    return SearchOut(hits=[_hit(hit) for hit in hits])
+
+
+def _hit(hit: Hit) -> HitOut:
+    entry = hit.entry
+    return HitOut(
+        rank=hit.rank,
+        track=hit.id,
+        camera_id=entry.camera_id,
+        track_id=entry.track_id,
+        class_id=entry.class_id,
+        t_start=entry.t_start,
+        t_end=entry.t_end,
+        distance=hit.distance,
+        appearance=hit.appearance,
+        rerank=hit.rerank,
+        context=hit.context,
+    )

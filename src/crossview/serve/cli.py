@@ -1,0 +1,133 @@
+"""``crossview serve`` and ``crossview keys``: run the service, manage its API keys."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+DATA_DIR_ENV = "CROSSVIEW_DATA_DIR"
+JWT_SECRET_ENV = "CROSSVIEW_JWT_SECRET"
+
+keys_app = typer.Typer(no_args_is_help=True, help="API keys of a service data directory.")
+console = Console()
+errors = Console(stderr=True)
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help=f"The service's data directory (default: ${DATA_DIR_ENV})"),
+]
+
+
+def _data_dir(value: Path | None) -> Path:
+    chosen = value if value is not None else os.environ.get(DATA_DIR_ENV)
+    if not chosen:
+        errors.print(f"[bold red]error:[/] give --data-dir or set {DATA_DIR_ENV}", highlight=False)
+        raise typer.Exit(code=2)
+    return Path(chosen)
+
+
+def serve(
+    data_dir: DataDir = None,
+    host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on")] = 8000,
+    embedder: Annotated[str, typer.Option(help="Appearance embedder: color | osnet:MODEL.onnx")] = "color",
+    tracker: Annotated[str, typer.Option(help="Per-camera tracker: sort | bytetrack | ocsort")] = "sort",
+    rate: Annotated[float, typer.Option(min=0.001, help="Requests per second per credential")] = 50.0,
+    burst: Annotated[int, typer.Option(min=1, help="Burst size per credential")] = 100,
+    max_queued: Annotated[int, typer.Option(min=1, help="Ingest batches that may wait")] = 256,
+    max_body_mb: Annotated[float, typer.Option(min=0.01, help="Largest request body (MiB)")] = 16.0,
+) -> None:
+    """Serve the REST API over a data directory, until SIGINT or SIGTERM (then drain and flush)."""
+    import uvicorn
+    from pydantic import SecretStr
+
+    from crossview.embed.factory import make_embedder
+    from crossview.serve.app import ServeConfig, create_app
+    from crossview.serve.limits import RateLimit
+    from crossview.serve.service import ServiceConfig
+
+    directory = _data_dir(data_dir)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    secret = os.environ.get(JWT_SECRET_ENV) or None
+    try:
+        config = ServeConfig(
+            service=ServiceConfig(data_dir=directory, tracker=tracker, max_queued_batches=max_queued),
+            rate_limit=RateLimit(rate_per_s=rate, burst=burst),
+            max_body_bytes=int(max_body_mb * 1024 * 1024),
+            jwt_secret=None if secret is None else SecretStr(secret),
+        )
+        app = create_app(config, make_embedder(embedder))
+    except (ValueError, OSError) as error:
+        errors.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=2) from None
+    uvicorn.run(app, host=host, port=port, log_config=None, timeout_graceful_shutdown=30)
+
+
+@keys_app.command("create")
+def create_key(
+    name: Annotated[str, typer.Argument(help="Who or what the key is for")],
+    scopes: Annotated[str, typer.Option(help="Comma-separated: read, search, ingest, admin")] = "read,search",
+    data_dir: DataDir = None,
+) -> None:
+    """Create a key and print its token once (only a hash is kept)."""
+    from crossview.serve.keys import KeyStore
+
+    try:
+        with KeyStore(_data_dir(data_dir) / "keys.sqlite") as store:
+            token, record = store.create(name, scopes)
+    except ValueError as error:
+        errors.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=2) from None
+    console.print(f"key {record.key_id} for {record.name!r}, scopes {', '.join(sorted(record.scopes))}")
+    console.print("token (shown once, store it now):")
+    print(token)
+
+
+@keys_app.command("list")
+def list_keys(
+    data_dir: DataDir = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """List keys (never their secrets)."""
+    from crossview.serve.keys import KeyStore
+
+    with KeyStore(_data_dir(data_dir) / "keys.sqlite") as store:
+        records = store.list()
+    if json_output:
+        print(json.dumps([r.to_dict() for r in records], indent=2, default=str))
+        return
+    table = Table("key id", "name", "scopes", "created", "revoked")
+    for r in records:
+        table.add_row(
+            r.key_id,
+            r.name,
+            ",".join(sorted(r.scopes)),
+            f"{r.created_at:.0f}",
+            "" if r.revoked_at is None else f"{r.revoked_at:.0f}",
+        )
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def revoke_key(
+    key_id: Annotated[str, typer.Argument(help="The key id from 'crossview keys list'")],
+    data_dir: DataDir = None,
+) -> None:
+    """Revoke a key: refused from the next request on, also by a running server."""
+    from crossview.serve.keys import KeyStore
+
+    try:
+        with KeyStore(_data_dir(data_dir) / "keys.sqlite") as store:
+            record = store.revoke(key_id)
+    except KeyError as error:
+        errors.print(f"[bold red]error:[/] {error.args[0]}", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=2) from None
+    console.print(f"revoked {record.key_id} ({record.name!r})")

@@ -1,0 +1,95 @@
+"""Prometheus metrics of one service instance, in its own registry (no process-global state)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from crossview.serve.breaker import BreakerState
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_CONFIDENCE_BUCKETS = tuple(round(0.1 * i, 1) for i in range(1, 11))
+BREAKER_LEVEL = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
+
+
+class ServiceMetrics:
+    """Every metric the service exports (``crossview_*``)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.request_seconds = Histogram(
+            "crossview_http_request_duration_seconds",
+            "HTTP request latency by route template, method and status.",
+            ("route", "method", "status"),
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.stage_seconds = Histogram(
+            "crossview_stage_duration_seconds",
+            "Pipeline stage latency per ingest batch or search (track, index, search).",
+            ("stage",),
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "crossview_ingest_queue_depth", "Accepted ingest batches not processed yet.", registry=r
+        )
+        self.ingested_frames = Counter(
+            "crossview_ingest_frames_total",
+            "Frames accepted for ingest, per camera.",
+            ("camera",),
+            registry=r,
+        )
+        self.refused_frames = Counter(
+            "crossview_ingest_refused_frames_total",
+            "Frames refused at ingest (dropped by the service), by reason.",
+            ("reason",),
+            registry=r,
+        )
+        self.confidence = Histogram(
+            "crossview_detection_confidence",
+            "Detection confidences, per camera and model.",
+            ("camera", "model"),
+            buckets=_CONFIDENCE_BUCKETS,
+            registry=r,
+        )
+        self.embedding_norm = Histogram(
+            "crossview_embedding_norm",
+            "L2 norms of submitted embeddings before normalisation, per camera.",
+            ("camera",),
+            buckets=(0.25, 0.5, 0.75, 0.9, 1.0, 1.1, 1.5, 2.0, 5.0, 10.0),
+            registry=r,
+        )
+        self.breaker_state = Gauge(
+            "crossview_breaker_state",
+            "Circuit breaker state per backend: 0 closed, 1 half-open, 2 open.",
+            ("backend",),
+            registry=r,
+        )
+        self.rate_limited = Counter(
+            "crossview_rate_limited_total", "Requests refused by the per-key rate limit.", registry=r
+        )
+        self.drift_psi = Gauge(
+            "crossview_drift_psi",
+            "Population stability index of the recent window against the reference.",
+            ("stream", "signal"),
+            registry=r,
+        )
+        self.drift_ks_pvalue = Gauge(
+            "crossview_drift_ks_pvalue",
+            "Two-sample Kolmogorov-Smirnov p-value, recent window against the reference.",
+            ("stream", "signal"),
+            registry=r,
+        )
+        self.drifted = Gauge(
+            "crossview_drift_alert",
+            "1 when the stream's signal has drifted.",
+            ("stream", "signal"),
+            registry=r,
+        )
+
+    def set_breaker(self, backend: str, state: BreakerState) -> None:
+        self.breaker_state.labels(backend).set(BREAKER_LEVEL[state])
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

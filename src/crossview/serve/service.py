@@ -1,0 +1,429 @@
+"""The service core, independent of HTTP: admission, the ingest worker, tracking, indexing, search.
+
+``Service`` owns one data directory: ``service.sqlite`` (``ServiceStore``: the ingest journal,
+tracked detections and tracks), ``index/`` (a durable ``FaissIndex`` of ended tracks) and
+``keys.sqlite`` (API keys, used by the HTTP layer).
+
+Flow of one ingest batch (one camera, frames in time order, detections with optional embeddings):
+
+1. ``submit`` checks it (shapes, embedding size, time after the camera's last accepted frame) and
+   admits it only while fewer than ``max_queued_batches`` wait; beyond that it raises ``Overloaded``
+   with a retry time, *before* anything is stored, so a refused batch was never acknowledged.
+2. Admitted, the batch is committed to the journal; only then is it acknowledged.
+3. The worker thread processes journal batches oldest first: the camera's tracker gives track ids,
+   and the tracked detections and track spans are written while the batch is marked done, in one
+   transaction.
+4. A track idle for ``track_idle_s`` of its camera's time has ended: its appearance (the
+   confidence-weighted mean of its detections' embeddings, read back from the store) is added to
+   the index, through the index's circuit breaker. While the breaker is open the track waits and
+   is indexed once the index is healthy again; nothing is dropped.
+
+``stop`` refuses new batches, lets the worker finish what was accepted (up to ``drain_timeout_s``),
+indexes every remaining track (their trackers end with the process) and flushes the index.
+Whatever was accepted but not processed in time stays in the journal for the next start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from pydantic import BaseModel, ConfigDict, Field
+
+from crossview.core.detections import Detections
+from crossview.embed.base import Embedder
+from crossview.search.engine import Hit, RerankMethod, SearchEngine
+from crossview.search.faiss_index import FaissIndex
+from crossview.search.index import Entry, Filter
+from crossview.serve.breaker import BreakerConfig, BreakerOpenError, CircuitBreaker
+from crossview.serve.store import DetectionRow, ServiceStore, TrackRow
+from crossview.track.base import Tracker
+from crossview.track.factory import make_tracker
+
+# What a failing index raises (FAISS: RuntimeError; its SQLite and files: sqlite3.Error, OSError).
+# Bad queries (ValueError) and unknown ids (KeyError) are the caller's and do not open the breaker.
+BACKEND_ERRORS: tuple[type[BaseException], ...] = (RuntimeError, OSError, sqlite3.Error)
+
+
+class ServiceConfig(BaseModel):
+    """What a service instance keeps, admits and how it tracks."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    data_dir: Path
+    tracker: str = "sort"
+    frame_rate: float = Field(default=10.0, gt=0, description="cameras' frame rate, for tracker buffers")
+    max_queued_batches: int = Field(default=256, ge=1)
+    max_frames_per_batch: int = Field(default=300, ge=1)
+    max_detections_per_frame: int = Field(default=500, ge=1)
+    track_idle_s: float = Field(default=5.0, gt=0, description="a track idle this long has ended")
+    drain_timeout_s: float = Field(default=10.0, ge=0)
+    index_factory: str = "HNSW32"
+    index_breaker: BreakerConfig = Field(default_factory=BreakerConfig)
+
+
+class Overloaded(RuntimeError):
+    """The ingest queue is full: the batch was refused, not stored."""
+
+    def __init__(self, queued: int, retry_after_s: float) -> None:
+        self.queued = queued
+        self.retry_after_s = retry_after_s
+        super().__init__(f"ingest queue is full ({queued} batches waiting); retry in {retry_after_s:.1f} s")
+
+
+class Unavailable(RuntimeError):
+    """The service is starting or shutting down and takes no ingest."""
+
+
+class BackendFailure(RuntimeError):
+    """A backend (the index) failed on this call; its breaker counted it."""
+
+    def __init__(self, backend: str, error: BaseException) -> None:
+        self.backend = backend
+        super().__init__(f"backend {backend!r} failed: {type(error).__name__}: {error}")
+
+
+@dataclass(frozen=True, slots=True)
+class FrameInput:
+    """One frame of detections as submitted: ``xyxy`` ``(N, 4)``, per-row confidence and class."""
+
+    frame_index: int
+    timestamp: float
+    xyxy: NDArray[np.float32]
+    confidence: NDArray[np.float32]
+    class_id: NDArray[np.int64]
+    embedding: NDArray[np.float32] | None
+
+
+@dataclass(slots=True)
+class _Camera:
+    tracker: Tracker
+    offset: int
+    last_time: float = -np.inf
+
+
+class Service:
+    """Ingest, tracking, indexing and search over one data directory (thread-safe)."""
+
+    def __init__(
+        self,
+        config: ServiceConfig,
+        embedder: Embedder,
+        *,
+        on_index_change: Callable[[str, Any, Any], None] | None = None,
+        index: FaissIndex | None = None,
+    ) -> None:
+        self.config = config
+        self.embedder = embedder
+        self.dim = embedder.dim
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = ServiceStore(config.data_dir / "service.sqlite")
+        self.index = index or FaissIndex(config.data_dir / "index", self.dim, factory=config.index_factory)
+        self.index_breaker = CircuitBreaker(
+            "index", config.index_breaker, on_change=on_index_change, failures=BACKEND_ERRORS
+        )
+        self.engine = SearchEngine(self.index, embedder)
+        self._cameras: dict[str, _Camera] = {}
+        self._accepted_until = self.store.last_timestamps()
+        self._queued = self.store.queued_count()
+        self._admit = threading.Lock()
+        self._wake = threading.Event()
+        self._idle = threading.Event()
+        self._stopping = threading.Event()
+        self._accepting = False
+        self._worker: threading.Thread | None = None
+        self.processed_batches = 0
+        self.failed_batches = 0
+        self.observers: list[Callable[[str, Detections], None]] = []
+
+    # ------------------------------------------------------------------------------- life cycle
+    def start(self) -> None:
+        """Index the tracks a previous process left open, then start the worker and admit batches."""
+        self._index_ended(everything=True)
+        self._worker = threading.Thread(target=self._run, name="crossview-ingest", daemon=True)
+        self._worker.start()
+        self._accepting = True
+
+    @property
+    def ready(self) -> bool:
+        return self._accepting and self._worker is not None and self._worker.is_alive()
+
+    def stop(self) -> bool:
+        """Refuse new batches, drain accepted ones (bounded by ``drain_timeout_s``), index, flush.
+
+        True when everything accepted was processed; otherwise the rest waits in the journal.
+        """
+        self._accepting = False
+        drained = self.wait_idle(self.config.drain_timeout_s)
+        self._stopping.set()
+        self._wake.set()
+        if self._worker is not None:
+            self._worker.join(timeout=max(self.config.drain_timeout_s, 1.0))
+        self._index_ended(everything=True)
+        # the index's own SQLite is its source of truth: a snapshot that fails now can wait
+        with contextlib.suppress(Exception):
+            self.index_breaker.call(self.index.flush)
+        self.index.close()
+        self.store.close()
+        return drained
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until every accepted batch is processed; False on timeout."""
+        deadline = time.monotonic() + timeout
+        while self.queued > 0:
+            self._wake.set()
+            if time.monotonic() >= deadline:
+                return False
+            self._idle.wait(timeout=min(0.05, max(deadline - time.monotonic(), 0.0)))
+        return True
+
+    @property
+    def queued(self) -> int:
+        return self._queued
+
+    # ------------------------------------------------------------------------------------ ingest
+    def submit(self, camera_id: str, frames: Sequence[FrameInput]) -> int:
+        """Check, admit and durably store one batch; its id. See the module docstring."""
+        if not self._accepting:
+            raise Unavailable("the service is not accepting ingest (starting or shutting down)")
+        self._check(camera_id, frames)
+        with self._admit:
+            if self._queued >= self.config.max_queued_batches:
+                raise Overloaded(self._queued, self._retry_after())
+            last = self._accepted_until.get(camera_id, -np.inf)
+            if frames[0].timestamp <= last:
+                raise ValueError(
+                    f"camera {camera_id!r}: frames must come after the last accepted one "
+                    f"(timestamp {frames[0].timestamp} is not after {last})"
+                )
+            payload = {"frames": [_frame_payload(f) for f in frames]}
+            batch_id = self.store.accept(
+                camera_id, payload, [f.timestamp for f in frames], sum(len(f.xyxy) for f in frames)
+            )
+            self._accepted_until[camera_id] = frames[-1].timestamp
+            self._queued += 1
+        self._idle.clear()
+        self._wake.set()
+        return batch_id
+
+    def _check(self, camera_id: str, frames: Sequence[FrameInput]) -> None:
+        if not camera_id or len(camera_id) > 128:
+            raise ValueError("camera_id must be 1-128 characters")
+        if not frames:
+            raise ValueError("a batch needs at least one frame")
+        if len(frames) > self.config.max_frames_per_batch:
+            raise ValueError(f"{len(frames)} frames in one batch; at most {self.config.max_frames_per_batch}")
+        times = np.array([f.timestamp for f in frames])
+        if not np.all(np.isfinite(times)) or np.any(np.diff(times) <= 0):
+            raise ValueError("frame timestamps must be finite and strictly increasing within a batch")
+        for number, frame in enumerate(frames):
+            where = f"frame {number} (index {frame.frame_index})"
+            n = len(frame.xyxy)
+            if n > self.config.max_detections_per_frame:
+                raise ValueError(f"{where}: {n} detections; at most {self.config.max_detections_per_frame}")
+            if frame.xyxy.shape != (n, 4) or not np.all(np.isfinite(frame.xyxy)):
+                raise ValueError(f"{where}: boxes must be finite [x1, y1, x2, y2]")
+            if np.any(frame.xyxy[:, 2] < frame.xyxy[:, 0]) or np.any(frame.xyxy[:, 3] < frame.xyxy[:, 1]):
+                raise ValueError(f"{where}: boxes need x2 >= x1 and y2 >= y1")
+            if np.any((frame.confidence < 0) | (frame.confidence > 1)) or not np.all(
+                np.isfinite(frame.confidence)
+            ):
+                raise ValueError(f"{where}: confidences must be in [0, 1]")
+            if frame.embedding is not None:
+                if frame.embedding.shape != (n, self.dim):
+                    raise ValueError(
+                        f"{where}: embeddings must be {n} x {self.dim} (this service's embedder), "
+                        f"got {' x '.join(map(str, frame.embedding.shape))}"
+                    )
+                norms = np.linalg.norm(frame.embedding, axis=1)
+                if not np.all(np.isfinite(norms)) or np.any(norms == 0):
+                    raise ValueError(f"{where}: embeddings must be finite and non-zero")
+
+    def _retry_after(self) -> float:
+        """About how long until a queue slot frees: the recent processing rate, at least a second."""
+        return max(1.0, min(60.0, self._queued * self._seconds_per_batch))
+
+    _seconds_per_batch = 0.01
+
+    # ------------------------------------------------------------------------------------ worker
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            batches = self.store.next_batches(16)
+            if not batches:
+                self._index_ended()
+                self._idle.set()
+                self._wake.wait(timeout=0.5)
+                self._wake.clear()
+                continue
+            for batch in batches:
+                started = time.perf_counter()
+                try:
+                    self._process(batch.id, batch.camera_id, batch.payload)
+                    self.processed_batches += 1
+                except Exception as error:  # a batch that cannot be processed is kept, marked failed
+                    self.store.fail(batch.id, f"{type(error).__name__}: {error}")
+                    self.failed_batches += 1
+                with self._admit:
+                    self._queued -= 1
+                elapsed = time.perf_counter() - started
+                self._seconds_per_batch = 0.9 * self._seconds_per_batch + 0.1 * elapsed
+            self._index_ended()
+
+    def _camera(self, camera_id: str) -> _Camera:
+        camera = self._cameras.get(camera_id)
+        if camera is None:
+            tracker = make_tracker(self.config.tracker, frame_rate=self.config.frame_rate)
+            camera = self._cameras[camera_id] = _Camera(tracker, self.store.track_offset(camera_id))
+        return camera
+
+    def _process(self, batch_id: int, camera_id: str, payload: dict[str, Any]) -> None:
+        camera = self._camera(camera_id)
+        rows: list[DetectionRow] = []
+        spans: dict[int, list[float]] = {}
+        for frame in payload["frames"]:
+            detections = _frame_detections(camera_id, frame)
+            tracked = camera.tracker.update(detections)
+            for observer in self.observers:
+                observer(camera_id, tracked)
+            timestamp = float(frame["timestamp"])
+            for row in range(len(tracked)):  # every accepted row is kept; untracked ones with id -1
+                local = int(tracked.tracker_id[row])
+                track_id = camera.offset + local if local >= 0 else -1
+                x1, y1, x2, y2 = (float(v) for v in tracked.xyxy[row])
+                rows.append(
+                    DetectionRow(
+                        camera_id,
+                        int(frame["frame_index"]),
+                        timestamp,
+                        track_id,
+                        (x1, y1, x2, y2),
+                        float(tracked.confidence[row]),
+                        int(tracked.class_id[row]),
+                        None if tracked.embedding is None else tracked.embedding[row],
+                    )
+                )
+                if track_id < 0:
+                    continue
+                span = spans.setdefault(track_id, [timestamp, timestamp, int(tracked.class_id[row]), 0])
+                span[1] = timestamp
+                span[3] += 1
+            camera.last_time = timestamp
+        tracks = [(camera_id, t, int(s[2]), s[0], s[1], int(s[3])) for t, s in spans.items()]
+        self.store.complete(batch_id, rows, tracks)
+
+    def _index_ended(self, *, everything: bool = False) -> int:
+        """Add ended tracks to the index (all unindexed ones with ``everything``); how many."""
+        if everything:
+            limits = {c: np.inf for c in self.store.last_timestamps()}
+        else:
+            limits = {c: cam.last_time - self.config.track_idle_s for c, cam in self._cameras.items()}
+        ended = self.store.unindexed_ended(limits)
+        if not ended:
+            return 0
+        ids, vectors, entries, done = [], [], [], []
+        for track in ended:
+            embedding = self.store.track_embedding(track.camera_id, track.track_id)
+            done.append(track.id)
+            if embedding is None:  # no appearance to search by: stays listed, not searchable
+                continue
+            ids.append(track.id)
+            vectors.append(embedding)
+            entries.append(_entry(track))
+        if ids:
+            try:
+                self.index_breaker.call(self.index.add, ids, np.stack(vectors), entries)
+            except Exception:  # breaker open or the index failing: retried on the next pass
+                return 0
+        self.store.mark_indexed(done)
+        return len(ids)
+
+    # ------------------------------------------------------------------------------------ search
+    def search(
+        self,
+        *,
+        image: NDArray[np.uint8] | None = None,
+        embedding: NDArray[np.float32] | None = None,
+        track: int | None = None,
+        k: int = 10,
+        filter: Filter | None = None,
+        rerank: RerankMethod = "none",
+    ) -> list[Hit]:
+        """Visual search through the index's breaker (``BreakerOpenError`` while it is open)."""
+        if track is not None and self.store.track(track) is None:
+            raise KeyError(f"no track with id {track}")
+        try:
+            return self.index_breaker.call(
+                self.engine.search,
+                image=image,
+                embedding=embedding,
+                track_id=track,
+                k=k,
+                filter=filter,
+                rerank=rerank,
+            )
+        except BreakerOpenError:
+            raise
+        except KeyError as error:
+            raise LookupError(f"track {track} is not searchable yet (it has not ended)") from error
+        except BACKEND_ERRORS as error:
+            raise BackendFailure("index", error) from error
+
+    def tracks(self, **query: Any) -> list[TrackRow]:
+        return self.store.tracks(**query)
+
+
+def _entry(track: TrackRow) -> Entry:
+    return Entry(
+        camera_id=track.camera_id,
+        track_id=track.track_id,
+        global_id=track.global_id,
+        class_id=track.class_id,
+        t_start=track.t_start,
+        t_end=track.t_end,
+    )
+
+
+def _frame_payload(frame: FrameInput) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "frame_index": frame.frame_index,
+        "timestamp": frame.timestamp,
+        "xyxy": np.asarray(frame.xyxy, np.float64).round(2).tolist(),
+        "confidence": np.asarray(frame.confidence, np.float64).round(4).tolist(),
+        "class_id": np.asarray(frame.class_id).tolist(),
+    }
+    if frame.embedding is not None:
+        payload["embedding"] = np.asarray(frame.embedding, np.float32).tolist()
+    return payload
+
+
+def _frame_detections(camera_id: str, frame: dict[str, Any]) -> Detections:
+    n = len(frame["xyxy"])
+    embedding = frame.get("embedding")
+    return Detections(
+        xyxy=np.asarray(frame["xyxy"], np.float32).reshape(n, 4),
+        confidence=frame["confidence"],
+        class_id=frame["class_id"],
+        embedding=None if embedding is None or n == 0 else np.asarray(embedding, np.float32),
+        camera_id=camera_id,
+        frame_index=int(frame["frame_index"]),
+        timestamp=float(frame["timestamp"]),
+    )
+
+
+__all__ = [
+    "BackendFailure",
+    "BreakerOpenError",
+    "FrameInput",
+    "Overloaded",
+    "Service",
+    "ServiceConfig",
+    "Unavailable",
+]
