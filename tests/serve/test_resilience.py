@@ -52,7 +52,9 @@ def test_a_full_queue_refuses_with_503_and_keeps_what_it_accepted(data_dir: Path
     service = server.app.state.crossview.service
     release = threading.Event()
 
-    def stall(camera: str, tracked: Detections) -> None:  # the worker waits here: nothing is processed
+    def stall(
+        camera: str, model: str, tracked: Detections
+    ) -> None:  # the worker waits here: nothing is processed
         release.wait(timeout=60)
 
     service.observers.append(stall)

@@ -287,3 +287,75 @@ def test_graceful_shutdown_flushes_what_was_accepted(server: ServerProcess) -> N
 @pytest.mark.parametrize("path", ["/v1/tracks", "/metrics", "/v1/drift", "/v1/models", "/v1/stats"])
 def test_every_route_but_health_needs_a_credential(server: ServerProcess, path: str) -> None:
     assert httpx.get(f"{server.url}{path}").status_code == 401
+
+
+def test_frames_ingest_detects_and_tracks_like_the_library_pipeline(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    from crossview.core.frame import Frame
+    from crossview.detect.factory import make_detector
+    from crossview.embed.color import ColorHistogramEmbedder
+    from crossview.pipeline import Pipeline
+    from crossview.sim.video import SceneSpec, render_scene
+    from crossview.track.factory import make_tracker
+
+    token, _ = make_key(server.data_dir, "camera-box", "admin")
+    video = render_scene(tmp_path / "scene", SceneSpec(num_frames=80, num_people=3), seed=3)
+    capture = cv2.VideoCapture(str(video.video))
+    images = []
+    while True:
+        ok, image = capture.read()
+        if not ok:
+            break
+        images.append(image)
+    capture.release()
+    assert len(images) == 80
+    for start in range(0, 80, 20):
+        files = [
+            ("images", (f"{i}.png", cv2.imencode(".png", images[i])[1].tobytes(), "image/png"))
+            for i in range(start, start + 20)
+        ]
+        form = {
+            "camera_id": "street",
+            "timestamps": ",".join(f"{i / 10:.1f}" for i in range(start, start + 20)),
+            "frame_indices": ",".join(str(i) for i in range(start, start + 20)),
+        }
+        accepted = httpx.post(
+            f"{server.url}/v1/ingest/frames", data=form, files=files, headers=auth(token), timeout=60
+        )
+        assert accepted.status_code == 202, accepted.text
+    idle(server.url, token)
+    served = set()
+    for track in httpx.get(f"{server.url}/v1/tracks", headers=auth(token)).json()["tracks"]:
+        for box in httpx.get(f"{server.url}/v1/tracks/{track['id']}", headers=auth(token)).json()["boxes"]:
+            served.add((box["frame_index"], track["track_id"], tuple(round(v, 2) for v in box["xyxy"])))
+    # the same detector, embedder and tracker run by the library on the same pixels
+    pipeline = Pipeline(
+        make_detector("motion"), lambda: make_tracker("sort", frame_rate=10.0), ColorHistogramEmbedder()
+    )
+    expected = set()
+    for index, image in enumerate(images):
+        tracked = pipeline.process([Frame(image, "street", index, index / 10)])[0]
+        for row in np.flatnonzero(tracked.tracker_id >= 0).tolist():
+            expected.add(
+                (index, int(tracked.tracker_id[row]), tuple(round(float(v), 2) for v in tracked.xyxy[row]))
+            )
+    assert len(expected) > 100 and served == expected
+    # undecodable uploads and mismatched counts are refused, naming the problem
+    bad = httpx.post(
+        f"{server.url}/v1/ingest/frames",
+        data={"camera_id": "street", "timestamps": "9.0"},
+        files=[("images", ("x.jpg", b"garbage", "image/jpeg"))],
+        headers=auth(token),
+    )
+    assert bad.status_code == 422 and "not a decodable image" in bad.json()["error"]["message"]
+    short = httpx.post(
+        f"{server.url}/v1/ingest/frames",
+        data={"camera_id": "street", "timestamps": "9.0,9.1"},
+        files=[("images", ("a.png", cv2.imencode(".png", images[0])[1].tobytes(), "image/png"))],
+        headers=auth(token),
+    )
+    assert (
+        short.status_code == 422
+        and "1 images need as many timestamps (2)" in short.json()["error"]["message"]
+    )

@@ -26,9 +26,11 @@ from fastapi import Depends, FastAPI, File, Form, Path, Query, Request, UploadFi
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from crossview.core.detections import Detections
 from crossview.embed.base import Embedder
 from crossview.embed.color import ColorHistogramEmbedder
 from crossview.search.engine import Hit
@@ -42,6 +44,7 @@ from crossview.serve.metrics import ServiceMetrics
 from crossview.serve.service import (
     BackendFailure,
     FrameInput,
+    ImageInput,
     Overloaded,
     Service,
     ServiceConfig,
@@ -262,6 +265,21 @@ class _State:
         self.limiter = RateLimiter(config.rate_limit)
         self.drift = DriftMonitor(config.drift)
         self.embedder = embedder
+        self.service.observers.append(self.observe)
+
+    def observe(self, camera: str, model: str, tracked: Detections) -> None:
+        """Per processed frame (worker thread): confidence and embedding metrics, drift windows."""
+        if len(tracked) == 0:
+            return
+        stream = f"{camera}/{model}"
+        confidences = tracked.confidence.astype(np.float64)
+        histogram = self.metrics.confidence.labels(camera, model)
+        for value in confidences.tolist():
+            histogram.observe(value)
+        self.drift.observe_confidences(stream, confidences)
+        if tracked.embedding is not None:
+            self.metrics.embeddings.labels(camera).inc(len(tracked))
+            self.drift.observe_embeddings(stream, tracked.embedding)
 
 
 class ApiError(Exception):
@@ -432,7 +450,7 @@ def create_app(config: ServeConfig, embedder: Embedder | None = None) -> FastAPI
         """Accept one camera's frames of detections; 202 once stored durably (tracked later)."""
         try:
             frames = [_frame_input(frame, number) for number, frame in enumerate(body.frames)]
-            batch_id = state.service.submit(body.camera_id, frames)
+            batch_id = state.service.submit(body.camera_id, frames, model=body.model)
         except Overloaded as error:
             state.metrics.refused_frames.labels("queue_full").inc(len(body.frames))
             raise _error(503, "overloaded", str(error), _retry_after(error.retry_after_s)) from None
@@ -442,9 +460,59 @@ def create_app(config: ServeConfig, embedder: Embedder | None = None) -> FastAPI
         except ValueError as error:
             state.metrics.refused_frames.labels("invalid").inc(len(body.frames))
             raise _error(422, "invalid_request", str(error)) from None
-        _observe(state, body, frames)
+        state.metrics.ingested_frames.labels(body.camera_id).inc(len(frames))
         count = sum(len(f.xyxy) for f in frames)
         return IngestOut(batch_id=batch_id, frames=len(frames), detections=count, queued=state.service.queued)
+
+    @app.post(
+        "/v1/ingest/frames",
+        status_code=202,
+        tags=["ingest"],
+        responses={422: {"model": ErrorOut}, 503: {"model": ErrorOut}},
+    )
+    async def ingest_frames(
+        _: Ingest,
+        camera_id: Annotated[str, Form(min_length=1, max_length=128)],
+        timestamps: Annotated[str, Form(description="comma-separated seconds, one per image, increasing")],
+        images: Annotated[list[UploadFile], File(description="encoded frames (JPEG, PNG, ...), in order")],
+        frame_indices: Annotated[str | None, Form(description="comma-separated; default 0, 1, ...")] = None,
+    ) -> IngestOut:
+        """Accept one camera's encoded frames; the service detects, embeds and tracks them (202)."""
+        try:
+            times = [float(t) for t in timestamps.split(",")]
+            indices = (
+                [int(i) for i in frame_indices.split(",")] if frame_indices else list(range(len(images)))
+            )
+        except ValueError:
+            raise _error(
+                422, "invalid_request", "timestamps and frame_indices must be comma-separated numbers"
+            ) from None
+        if len(times) != len(images) or len(indices) != len(images):
+            raise _error(
+                422,
+                "invalid_request",
+                f"{len(images)} images need as many timestamps ({len(times)}) "
+                f"and frame indices ({len(indices)})",
+            )
+        if any(not 0 <= i <= MAX_ID for i in indices):
+            raise _error(422, "invalid_request", f"frame indices must be in [0, {MAX_ID}]")
+        inputs = [
+            ImageInput(frame_index=i, timestamp=t, data=await image.read())
+            for i, t, image in zip(indices, times, images, strict=True)
+        ]
+        try:
+            batch_id = await run_in_threadpool(state.service.submit_images, camera_id, inputs)
+        except Overloaded as error:
+            state.metrics.refused_frames.labels("queue_full").inc(len(inputs))
+            raise _error(503, "overloaded", str(error), _retry_after(error.retry_after_s)) from None
+        except Unavailable as error:
+            state.metrics.refused_frames.labels("unavailable").inc(len(inputs))
+            raise _error(503, "unavailable", str(error), _retry_after(1.0)) from None
+        except ValueError as error:
+            state.metrics.refused_frames.labels("invalid").inc(len(inputs))
+            raise _error(422, "invalid_request", str(error)) from None
+        state.metrics.ingested_frames.labels(camera_id).inc(len(inputs))
+        return IngestOut(batch_id=batch_id, frames=len(inputs), detections=0, queued=state.service.queued)
 
     @app.get("/v1/tracks", tags=["tracks"])
     def tracks(
@@ -578,24 +646,6 @@ def _frame_input(frame: FrameIn, number: int) -> FrameInput:
         class_id=np.asarray([d.class_id for d in rows], np.int64),
         embedding=embedding,
     )
-
-
-def _observe(state: _State, body: IngestIn, frames: list[FrameInput]) -> None:
-    stream = f"{body.camera_id}/{body.model}"
-    state.metrics.ingested_frames.labels(body.camera_id).inc(len(frames))
-    confidences = np.concatenate([f.confidence for f in frames]) if frames else np.zeros(0)
-    histogram = state.metrics.confidence.labels(body.camera_id, body.model)
-    for value in confidences.tolist():
-        histogram.observe(value)
-    if confidences.size:
-        state.drift.observe_confidences(stream, confidences)
-    vectors = [f.embedding for f in frames if f.embedding is not None and len(f.embedding)]
-    if vectors:
-        stacked = np.concatenate(vectors)
-        norms = state.metrics.embedding_norm.labels(body.camera_id)
-        for value in np.linalg.norm(stacked, axis=1).tolist():
-            norms.observe(value)
-        state.drift.observe_embeddings(stream, stacked)
 
 
 def _drift_reports(state: _State) -> list[Any]:

@@ -40,6 +40,9 @@ def serve(
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on")] = 8000,
     embedder: Annotated[str, typer.Option(help="Appearance embedder: color | osnet:MODEL.onnx")] = "color",
     tracker: Annotated[str, typer.Option(help="Per-camera tracker: sort | bytetrack | ocsort")] = "sort",
+    detector: Annotated[
+        str, typer.Option(help="For frames sent as images: motion | yolox:MODEL.onnx | yolov8:MODEL.onnx")
+    ] = "motion",
     rate: Annotated[float, typer.Option(min=0.001, help="Requests per second per credential")] = 50.0,
     burst: Annotated[int, typer.Option(min=1, help="Burst size per credential")] = 100,
     max_queued: Annotated[int, typer.Option(min=1, help="Ingest batches that may wait")] = 256,
@@ -59,7 +62,9 @@ def serve(
     secret = os.environ.get(JWT_SECRET_ENV) or None
     try:
         config = ServeConfig(
-            service=ServiceConfig(data_dir=directory, tracker=tracker, max_queued_batches=max_queued),
+            service=ServiceConfig(
+                data_dir=directory, tracker=tracker, detector=detector, max_queued_batches=max_queued
+            ),
             rate_limit=RateLimit(rate_per_s=rate, burst=burst),
             max_body_bytes=int(max_body_mb * 1024 * 1024),
             jwt_secret=None if secret is None else SecretStr(secret),

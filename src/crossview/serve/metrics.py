@@ -53,11 +53,10 @@ class ServiceMetrics:
             buckets=_CONFIDENCE_BUCKETS,
             registry=r,
         )
-        self.embedding_norm = Histogram(
-            "crossview_embedding_norm",
-            "L2 norms of submitted embeddings before normalisation, per camera.",
+        self.embeddings = Counter(
+            "crossview_embeddings_total",
+            "Embeddings processed per camera (their distribution is watched by the drift gauges).",
             ("camera",),
-            buckets=(0.25, 0.5, 0.75, 0.9, 1.0, 1.1, 1.5, 2.0, 5.0, 10.0),
             registry=r,
         )
         self.breaker_state = Gauge(

@@ -34,11 +34,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field
 
 from crossview.core.detections import Detections
+from crossview.core.frame import Frame
+from crossview.detect.base import Detector
+from crossview.detect.factory import make_detector
 from crossview.embed.base import Embedder
 from crossview.search.engine import Hit, RerankMethod, SearchEngine
 from crossview.search.faiss_index import FaissIndex
@@ -60,6 +64,8 @@ class ServiceConfig(BaseModel):
 
     data_dir: Path
     tracker: str = "sort"
+    detector: str = Field(default="motion", description="for image ingest: motion | yolox:M.onnx | ...")
+    max_images_per_batch: int = Field(default=64, ge=1)
     frame_rate: float = Field(default=10.0, gt=0, description="cameras' frame rate, for tracker buffers")
     max_queued_batches: int = Field(default=256, ge=1)
     max_frames_per_batch: int = Field(default=300, ge=1)
@@ -103,6 +109,15 @@ class FrameInput:
     embedding: NDArray[np.float32] | None
 
 
+@dataclass(frozen=True, slots=True)
+class ImageInput:
+    """One encoded frame (JPEG, PNG, ...) as submitted, to be detected by the service."""
+
+    frame_index: int
+    timestamp: float
+    data: bytes
+
+
 @dataclass(slots=True)
 class _Camera:
     tracker: Tracker
@@ -120,9 +135,11 @@ class Service:
         *,
         on_index_change: Callable[[str, Any, Any], None] | None = None,
         index: FaissIndex | None = None,
+        detector: Detector | None = None,
     ) -> None:
         self.config = config
         self.embedder = embedder
+        self.detector = detector or make_detector(config.detector)
         self.dim = embedder.dim
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.store = ServiceStore(config.data_dir / "service.sqlite")
@@ -142,7 +159,8 @@ class Service:
         self._worker: threading.Thread | None = None
         self.processed_batches = 0
         self.failed_batches = 0
-        self.observers: list[Callable[[str, Detections], None]] = []
+        # called by the worker with (camera, model, tracked detections) for every processed frame
+        self.observers: list[Callable[[str, str, Detections], None]] = []
 
     # ------------------------------------------------------------------------------- life cycle
     def start(self) -> None:
@@ -190,40 +208,66 @@ class Service:
         return self._queued
 
     # ------------------------------------------------------------------------------------ ingest
-    def submit(self, camera_id: str, frames: Sequence[FrameInput]) -> int:
-        """Check, admit and durably store one batch; its id. See the module docstring."""
+    def submit(self, camera_id: str, frames: Sequence[FrameInput], *, model: str = "unknown") -> int:
+        """Check, admit and durably store one batch of detections; its id (see the module docstring)."""
+        self._check(camera_id, frames)
+        payload = {"kind": "detections", "model": model, "frames": [_frame_payload(f) for f in frames]}
+        count = sum(len(f.xyxy) for f in frames)
+        return self._admit_batch(camera_id, [f.timestamp for f in frames], payload, count)
+
+    def submit_images(self, camera_id: str, images: Sequence[ImageInput]) -> int:
+        """Check, admit and durably store one batch of encoded frames, detected by the worker; its id."""
+        _check_camera(camera_id)
+        if not images:
+            raise ValueError("a batch needs at least one image")
+        if len(images) > self.config.max_images_per_batch:
+            raise ValueError(f"{len(images)} images in one batch; at most {self.config.max_images_per_batch}")
+        _check_times([i.timestamp for i in images])
+        for number, image in enumerate(images):
+            if _decode(image.data) is None:
+                raise ValueError(f"image {number} (frame index {image.frame_index}) is not a decodable image")
+        payload = {
+            "kind": "images",
+            "model": self.config.detector,
+            "frames": [{"frame_index": i.frame_index, "timestamp": i.timestamp} for i in images],
+        }
+        return self._admit_batch(
+            camera_id, [i.timestamp for i in images], payload, 0, [i.data for i in images]
+        )
+
+    def _admit_batch(
+        self,
+        camera_id: str,
+        timestamps: list[float],
+        payload: dict[str, Any],
+        detections: int,
+        images: Sequence[bytes] = (),
+    ) -> int:
         if not self._accepting:
             raise Unavailable("the service is not accepting ingest (starting or shutting down)")
-        self._check(camera_id, frames)
         with self._admit:
             if self._queued >= self.config.max_queued_batches:
                 raise Overloaded(self._queued, self._retry_after())
             last = self._accepted_until.get(camera_id, -np.inf)
-            if frames[0].timestamp <= last:
+            if timestamps[0] <= last:
                 raise ValueError(
                     f"camera {camera_id!r}: frames must come after the last accepted one "
-                    f"(timestamp {frames[0].timestamp} is not after {last})"
+                    f"(timestamp {timestamps[0]} is not after {last})"
                 )
-            payload = {"frames": [_frame_payload(f) for f in frames]}
-            batch_id = self.store.accept(
-                camera_id, payload, [f.timestamp for f in frames], sum(len(f.xyxy) for f in frames)
-            )
-            self._accepted_until[camera_id] = frames[-1].timestamp
+            batch_id = self.store.accept(camera_id, payload, timestamps, detections, images)
+            self._accepted_until[camera_id] = timestamps[-1]
             self._queued += 1
         self._idle.clear()
         self._wake.set()
         return batch_id
 
     def _check(self, camera_id: str, frames: Sequence[FrameInput]) -> None:
-        if not camera_id or len(camera_id) > 128:
-            raise ValueError("camera_id must be 1-128 characters")
+        _check_camera(camera_id)
         if not frames:
             raise ValueError("a batch needs at least one frame")
         if len(frames) > self.config.max_frames_per_batch:
             raise ValueError(f"{len(frames)} frames in one batch; at most {self.config.max_frames_per_batch}")
-        times = np.array([f.timestamp for f in frames])
-        if not np.all(np.isfinite(times)) or np.any(np.diff(times) <= 0):
-            raise ValueError("frame timestamps must be finite and strictly increasing within a batch")
+        _check_times([f.timestamp for f in frames])
         for number, frame in enumerate(frames):
             where = f"frame {number} (index {frame.frame_index})"
             n = len(frame.xyxy)
@@ -286,38 +330,58 @@ class Service:
 
     def _process(self, batch_id: int, camera_id: str, payload: dict[str, Any]) -> None:
         camera = self._camera(camera_id)
+        model = str(payload.get("model", "unknown"))
+        if payload.get("kind") == "images":
+            frames = []
+            for meta, data in zip(payload["frames"], self.store.images(batch_id), strict=True):
+                image = _decode(data)
+                if image is None:  # checked at admission; only a corrupted journal gets here
+                    raise ValueError(f"frame {meta['frame_index']}: stored image is not decodable")
+                frames.append(Frame(image, camera_id, int(meta["frame_index"]), float(meta["timestamp"])))
+            found = self.detector.detect(frames)
+            detected = self.embedder.embed(frames, found)
+        else:
+            detected = [_frame_detections(camera_id, frame) for frame in payload["frames"]]
         rows: list[DetectionRow] = []
         spans: dict[int, list[float]] = {}
-        for frame in payload["frames"]:
-            detections = _frame_detections(camera_id, frame)
+        for detections in detected:
             tracked = camera.tracker.update(detections)
             for observer in self.observers:
-                observer(camera_id, tracked)
-            timestamp = float(frame["timestamp"])
-            for row in range(len(tracked)):  # every accepted row is kept; untracked ones with id -1
-                local = int(tracked.tracker_id[row])
-                track_id = camera.offset + local if local >= 0 else -1
-                x1, y1, x2, y2 = (float(v) for v in tracked.xyxy[row])
-                rows.append(
-                    DetectionRow(
-                        camera_id,
-                        int(frame["frame_index"]),
-                        timestamp,
-                        track_id,
-                        (x1, y1, x2, y2),
-                        float(tracked.confidence[row]),
-                        int(tracked.class_id[row]),
-                        None if tracked.embedding is None else tracked.embedding[row],
-                    )
-                )
-                if track_id < 0:
-                    continue
-                span = spans.setdefault(track_id, [timestamp, timestamp, int(tracked.class_id[row]), 0])
-                span[1] = timestamp
-                span[3] += 1
-            camera.last_time = timestamp
+                observer(camera_id, model, tracked)
+            self._collect(camera, tracked, rows, spans)
         tracks = [(camera_id, t, int(s[2]), s[0], s[1], int(s[3])) for t, s in spans.items()]
         self.store.complete(batch_id, rows, tracks)
+
+    @staticmethod
+    def _collect(
+        camera: _Camera, tracked: Detections, rows: list[DetectionRow], spans: dict[int, list[float]]
+    ) -> None:
+        """One frame's tracked rows as stored rows (untracked ones with id -1) and track spans."""
+        assert tracked.camera_id is not None and tracked.timestamp is not None
+        timestamp = float(tracked.timestamp)
+        frame_index = int(tracked.frame_index if tracked.frame_index is not None else -1)
+        for row in range(len(tracked)):
+            local = int(tracked.tracker_id[row])
+            track_id = camera.offset + local if local >= 0 else -1
+            x1, y1, x2, y2 = (float(v) for v in tracked.xyxy[row])
+            class_id = int(tracked.class_id[row])
+            rows.append(
+                DetectionRow(
+                    tracked.camera_id,
+                    frame_index,
+                    timestamp,
+                    track_id,
+                    (x1, y1, x2, y2),
+                    float(tracked.confidence[row]),
+                    class_id,
+                    None if tracked.embedding is None else tracked.embedding[row],
+                )
+            )
+            if track_id >= 0:
+                span = spans.setdefault(track_id, [timestamp, timestamp, class_id, 0])
+                span[1] = timestamp
+                span[3] += 1
+        camera.last_time = timestamp
 
     def _index_ended(self, *, everything: bool = False) -> int:
         """Add ended tracks to the index (all unindexed ones with ``everything``); how many."""
@@ -380,6 +444,27 @@ class Service:
         return self.store.tracks(**query)
 
 
+def _check_camera(camera_id: str) -> None:
+    if not camera_id or len(camera_id) > 128:
+        raise ValueError("camera_id must be 1-128 characters")
+
+
+def _check_times(timestamps: Sequence[float]) -> None:
+    times = np.asarray(timestamps, np.float64)
+    if not np.all(np.isfinite(times)) or np.any(np.diff(times) <= 0):
+        raise ValueError("frame timestamps must be finite and strictly increasing within a batch")
+
+
+def _decode(data: bytes) -> NDArray[np.uint8] | None:
+    """A BGR image from encoded bytes; None when they are not a decodable image."""
+    if not data:
+        return None
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None or image.size == 0:
+        return None
+    return np.ascontiguousarray(image, np.uint8)
+
+
 def _entry(track: TrackRow) -> Entry:
     return Entry(
         camera_id=track.camera_id,
@@ -422,6 +507,7 @@ __all__ = [
     "BackendFailure",
     "BreakerOpenError",
     "FrameInput",
+    "ImageInput",
     "Overloaded",
     "Service",
     "ServiceConfig",

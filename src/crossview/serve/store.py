@@ -41,6 +41,12 @@ CREATE TABLE IF NOT EXISTS batches (
     error TEXT
 );
 CREATE INDEX IF NOT EXISTS batches_state ON batches(state, id);
+CREATE TABLE IF NOT EXISTS batch_images (
+    batch_id INTEGER NOT NULL,
+    position INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (batch_id, position)
+);
 CREATE TABLE IF NOT EXISTS detections (
     camera_id TEXT NOT NULL,
     frame_index INTEGER NOT NULL,
@@ -135,9 +141,14 @@ class ServiceStore:
 
     # ------------------------------------------------------------------------------------ journal
     def accept(
-        self, camera_id: str, payload: dict[str, Any], timestamps: Sequence[float], detections: int
+        self,
+        camera_id: str,
+        payload: dict[str, Any],
+        timestamps: Sequence[float],
+        detections: int,
+        images: Sequence[bytes] = (),
     ) -> int:
-        """Commit one batch to the journal (durable on return); its id."""
+        """Commit one batch, with its encoded images if any, to the journal (durable on return); its id."""
         text = json.dumps(payload, separators=(",", ":"))
         with self._transaction() as db:
             cursor = db.execute(
@@ -146,8 +157,20 @@ class ServiceStore:
                 (camera_id, time.time(), timestamps[0], timestamps[-1], len(timestamps), detections, text),
             )
             batch_id = cursor.lastrowid
-        assert batch_id is not None
+            assert batch_id is not None
+            db.executemany(
+                "INSERT INTO batch_images VALUES (?, ?, ?)",
+                [(batch_id, position, data) for position, data in enumerate(images)],
+            )
         return batch_id
+
+    def images(self, batch_id: int) -> list[bytes]:
+        """A batch's encoded images, in order."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT data FROM batch_images WHERE batch_id = ? ORDER BY position", (batch_id,)
+            ).fetchall()
+        return [bytes(r[0]) for r in rows]
 
     def queued_count(self) -> int:
         with self._lock:
@@ -215,6 +238,7 @@ class ServiceStore:
                 list(tracks),
             )
             db.execute("UPDATE batches SET state = 'done', payload = '' WHERE id = ?", (batch_id,))
+            db.execute("DELETE FROM batch_images WHERE batch_id = ?", (batch_id,))
 
     def fail(self, batch_id: int, error: str) -> None:
         """Mark a batch that cannot be processed (kept, with the reason, for an operator)."""
