@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import cv2
 import httpx
 import numpy as np
 import pytest
@@ -15,6 +17,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 
 from crossview.core.detections import Detections
+from crossview.embed.color import ColorHistogramEmbedder
 from crossview.search.faiss_index import FaissIndex
 from crossview.serve.app import ServeConfig, create_app
 from crossview.serve.breaker import BreakerConfig
@@ -189,3 +192,64 @@ def test_schema_driven_fuzzing_finds_no_server_error(server: ServerProcess) -> N
     assert failures == []
     # the server survived it all
     assert httpx.get(f"{server.url}/healthz").status_code == 200
+
+
+class FlakyEmbedder(ColorHistogramEmbedder):
+    """The real colour embedder, made to fail on demand (a test double for a crashing model runtime)."""
+
+    broken = False
+
+    def embed(self, frames: Any, detections: Any) -> Any:
+        if self.broken:
+            raise RuntimeError("simulated model runtime failure: CUDA error")
+        return super().embed(frames, detections)
+
+
+def test_failing_models_hold_image_batches_until_they_heal(data_dir: Path) -> None:
+    config = ServeConfig(
+        service=ServiceConfig(
+            data_dir=data_dir,
+            model_breaker=BreakerConfig(failure_threshold=2, recovery_s=0.3),
+            model_attempts=1000,
+        ),
+        rate_limit=RateLimit(rate_per_s=1000, burst=1000),
+    )
+    embedder = FlakyEmbedder()
+    embedder.broken = True
+    server = ThreadServer(create_app(config, embedder))
+    service = server.app.state.crossview.service
+    try:
+        token, _ = make_key(data_dir, "box", "admin")
+        frame = np.full((120, 160, 3), 90, np.uint8)
+        png = cv2.imencode(".png", frame)[1].tobytes()
+        for start in range(0, 6, 2):
+            response = httpx.post(
+                f"{server.url}/v1/ingest/frames",
+                data={"camera_id": "dock", "timestamps": f"{start / 10},{(start + 1) / 10}"},
+                files=[("images", ("a.png", png, "image/png")), ("images", ("b.png", png, "image/png"))],
+                headers=auth(token),
+            )
+            assert response.status_code == 202
+        wait_until(
+            lambda: httpx.get(f"{server.url}/readyz").json()["embedder_breaker"] != "closed", what="breaker"
+        )
+        stats = httpx.get(f"{server.url}/v1/stats", headers=auth(token)).json()
+        assert stats["batches_queued"] == 3 and stats["batches_failed"] == 0  # held, in order, not dropped
+        metrics = httpx.get(f"{server.url}/metrics", headers=auth(token)).text
+        assert 'crossview_breaker_state{backend="embedder"}' in metrics
+        embedder.broken = False
+        wait_until(lambda: service.queued == 0, what="the held batches to be processed")
+        stats = httpx.get(f"{server.url}/v1/stats", headers=auth(token)).json()
+        assert stats["batches_done"] == 3 and stats["batches_failed"] == 0
+        assert httpx.get(f"{server.url}/readyz").json()["embedder_breaker"] == "closed"
+        metrics = httpx.get(f"{server.url}/metrics", headers=auth(token)).text
+        counts = {
+            stage: float(
+                re.search(rf'crossview_stage_duration_seconds_count{{stage="{stage}"}} (\S+)', metrics)[1]
+            )
+            for stage in ("detect", "embed", "track", "store")
+        }
+        # detection ran on every try; embedding, tracking and storing once per batch once healed
+        assert counts["detect"] > 3 and counts["embed"] == counts["track"] == counts["store"] == 3
+    finally:
+        server.stop()

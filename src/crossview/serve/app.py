@@ -256,9 +256,11 @@ class _State:
         self.service = Service(
             config.service,
             embedder,
-            on_index_change=lambda name, old, new: self.metrics.set_breaker(name, new),
+            on_breaker_change=lambda name, old, new: self.metrics.set_breaker(name, new),
+            on_stage=lambda stage, seconds: self.metrics.stage_seconds.labels(stage).observe(seconds),
         )
-        self.metrics.set_breaker("index", BreakerState.CLOSED)
+        for backend in ("index", "detector", "embedder"):
+            self.metrics.set_breaker(backend, BreakerState.CLOSED)
         self.keys = KeyStore(config.service.data_dir / "keys.sqlite")
         secret = config.jwt_secret
         self.jwt = None if secret is None else JwtVerifier(secret.get_secret_value())
@@ -428,11 +430,11 @@ def create_app(config: ServeConfig, embedder: Embedder | None = None) -> FastAPI
     @app.get("/readyz", tags=["health"], responses={503: {"model": ErrorOut}})
     def readyz() -> JSONResponse:
         """Readiness: the worker runs and ingest is accepted; the index breaker's state."""
-        breaker = state.service.index_breaker.state
         body = {
             "ready": state.service.ready,
             "queued_batches": state.service.queued,
-            "index_breaker": breaker.value,
+            "index_breaker": state.service.index_breaker.state.value,
+            **{f"{name}_breaker": b.state.value for name, b in state.service.model_breakers.items()},
         }
         return JSONResponse(body, status_code=200 if state.service.ready else 503)
 

@@ -74,6 +74,10 @@ class ServiceConfig(BaseModel):
     drain_timeout_s: float = Field(default=10.0, ge=0)
     index_factory: str = "HNSW32"
     index_breaker: BreakerConfig = Field(default_factory=BreakerConfig)
+    model_breaker: BreakerConfig = Field(default_factory=BreakerConfig)
+    model_attempts: int = Field(
+        default=3, ge=1, description="tries of one image batch whose model calls fail before it is failed"
+    )
 
 
 class Overloaded(RuntimeError):
@@ -133,7 +137,8 @@ class Service:
         config: ServiceConfig,
         embedder: Embedder,
         *,
-        on_index_change: Callable[[str, Any, Any], None] | None = None,
+        on_breaker_change: Callable[[str, Any, Any], None] | None = None,
+        on_stage: Callable[[str, float], None] | None = None,
         index: FaissIndex | None = None,
         detector: Detector | None = None,
     ) -> None:
@@ -145,8 +150,18 @@ class Service:
         self.store = ServiceStore(config.data_dir / "service.sqlite")
         self.index = index or FaissIndex(config.data_dir / "index", self.dim, factory=config.index_factory)
         self.index_breaker = CircuitBreaker(
-            "index", config.index_breaker, on_change=on_index_change, failures=BACKEND_ERRORS
+            "index", config.index_breaker, on_change=on_breaker_change, failures=BACKEND_ERRORS
         )
+        # one per model runtime (onnxruntime raises RuntimeError subclasses), so that one model's
+        # successes do not hide the other's failures
+        self.model_breakers = {
+            name: CircuitBreaker(
+                name, config.model_breaker, on_change=on_breaker_change, failures=BACKEND_ERRORS
+            )
+            for name in ("detector", "embedder")
+        }
+        self._on_stage = on_stage
+        self._attempts: dict[int, int] = {}
         self.engine = SearchEngine(self.index, embedder)
         self._cameras: dict[str, _Camera] = {}
         self._accepted_until = self.store.last_timestamps()
@@ -309,17 +324,40 @@ class Service:
                 continue
             for batch in batches:
                 started = time.perf_counter()
-                try:
-                    self._process(batch.id, batch.camera_id, batch.payload)
-                    self.processed_batches += 1
-                except Exception as error:  # a batch that cannot be processed is kept, marked failed
-                    self.store.fail(batch.id, f"{type(error).__name__}: {error}")
-                    self.failed_batches += 1
+                if not self._attempt(batch.id, batch.camera_id, batch.payload):
+                    break  # the models are failing: the batch stays queued, in order, for a later try
                 with self._admit:
                     self._queued -= 1
                 elapsed = time.perf_counter() - started
                 self._seconds_per_batch = 0.9 * self._seconds_per_batch + 0.1 * elapsed
             self._index_ended()
+
+    def _attempt(self, batch_id: int, camera_id: str, payload: dict[str, Any]) -> bool:
+        """Process one batch; False when it must wait for the models (it stays queued)."""
+        try:
+            self._process(batch_id, camera_id, payload)
+            self.processed_batches += 1
+        except BreakerOpenError as error:  # no attempt was made: wait for the breaker, then retry
+            self._stopping.wait(timeout=min(error.retry_after_s, 1.0))
+            return False
+        except BackendFailure as error:
+            tries = self._attempts[batch_id] = self._attempts.get(batch_id, 0) + 1
+            if tries < self.config.model_attempts:
+                self._stopping.wait(timeout=0.1)
+                return False
+            self.store.fail(batch_id, str(error))
+            self.failed_batches += 1
+        except Exception as error:  # a batch that cannot be processed is kept, marked failed
+            self.store.fail(batch_id, f"{type(error).__name__}: {error}")
+            self.failed_batches += 1
+        self._attempts.pop(batch_id, None)
+        return True
+
+    def _timed(self, stage: str, started: float) -> float:
+        now = time.perf_counter()
+        if self._on_stage is not None:
+            self._on_stage(stage, now - started)
+        return now
 
     def _camera(self, camera_id: str) -> _Camera:
         camera = self._cameras.get(camera_id)
@@ -338,10 +376,14 @@ class Service:
                 if image is None:  # checked at admission; only a corrupted journal gets here
                     raise ValueError(f"frame {meta['frame_index']}: stored image is not decodable")
                 frames.append(Frame(image, camera_id, int(meta["frame_index"]), float(meta["timestamp"])))
-            found = self.detector.detect(frames)
-            detected = self.embedder.embed(frames, found)
+            started = time.perf_counter()
+            found = self._model("detector", self.detector.detect, frames)
+            started = self._timed("detect", started)
+            detected = self._model("embedder", self.embedder.embed, frames, found)
+            self._timed("embed", started)
         else:
             detected = [_frame_detections(camera_id, frame) for frame in payload["frames"]]
+        started = time.perf_counter()
         rows: list[DetectionRow] = []
         spans: dict[int, list[float]] = {}
         for detections in detected:
@@ -349,8 +391,19 @@ class Service:
             for observer in self.observers:
                 observer(camera_id, model, tracked)
             self._collect(camera, tracked, rows, spans)
+        started = self._timed("track", started)
         tracks = [(camera_id, t, int(s[2]), s[0], s[1], int(s[3])) for t, s in spans.items()]
         self.store.complete(batch_id, rows, tracks)
+        self._timed("store", started)
+
+    def _model(self, name: str, call: Callable[..., Any], *args: Any) -> Any:
+        """A detector or embedder call through its breaker; its failures as ``BackendFailure``."""
+        try:
+            return self.model_breakers[name].call(call, *args)
+        except BreakerOpenError:
+            raise
+        except BACKEND_ERRORS as error:
+            raise BackendFailure(name, error) from error
 
     @staticmethod
     def _collect(
@@ -402,10 +455,12 @@ class Service:
             vectors.append(embedding)
             entries.append(_entry(track))
         if ids:
+            started = time.perf_counter()
             try:
                 self.index_breaker.call(self.index.add, ids, np.stack(vectors), entries)
             except Exception:  # breaker open or the index failing: retried on the next pass
                 return 0
+            self._timed("index", started)
         self.store.mark_indexed(done)
         return len(ids)
 
