@@ -236,13 +236,45 @@ class BodyLimit:
         return f"request body over {self.limit} bytes"
 
 
-async def _send_error(scope: Scope, send: Send, status: int, code: str, message: str) -> None:
+class IngestGate:
+    """Refuses ingest with 503 while the queue is full, before the body is read or parsed.
+
+    Parsing a megabyte of JSON only to refuse it would cost as much as accepting it, and the
+    refusals would slow the accepted requests under overload. The route checks again on admission.
+    """
+
+    PATHS = frozenset({"/v1/ingest/detections", "/v1/ingest/frames"})
+
+    def __init__(self, app: ASGIApp, service: Service, metrics: ServiceMetrics) -> None:
+        self.app = app
+        self.service = service
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        full = self.service.queued >= self.service.config.max_queued_batches
+        if full and scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in self.PATHS:
+            wait = self.service.retry_after()
+            self.metrics.refused_requests.labels("queue_full").inc()
+            message = f"ingest queue is full ({self.service.queued} batches waiting); retry in {wait:.1f} s"
+            await _send_error(scope, send, 503, "overloaded", message, _retry_after(wait))
+            return
+        await self.app(scope, receive, send)
+
+
+async def _send_error(
+    scope: Scope, send: Send, status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> None:
     body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    extra = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
     await send(
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *extra,
+            ],
         }
     )
     await send({"type": "http.response.body", "body": body})
@@ -620,6 +652,7 @@ def create_app(config: ServeConfig, embedder: Embedder | None = None) -> FastAPI
         _drift_reports(state)
         return Response(state.metrics.render(), media_type="text/plain; version=0.0.4")
 
+    app.add_middleware(IngestGate, service=state.service, metrics=state.metrics)
     app.add_middleware(BodyLimit, limit=config.max_body_bytes)
     return app
 

@@ -46,6 +46,12 @@ class ServiceMetrics:
             ("reason",),
             registry=r,
         )
+        self.refused_requests = Counter(
+            "crossview_ingest_refused_requests_total",
+            "Ingest requests refused before their body was read, by reason.",
+            ("reason",),
+            registry=r,
+        )
         self.confidence = Histogram(
             "crossview_detection_confidence",
             "Detection confidences, per camera and model.",

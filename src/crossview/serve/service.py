@@ -25,6 +25,7 @@ Whatever was accepted but not processed in time stays in the journal for the nex
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import sqlite3
 import threading
@@ -262,7 +263,7 @@ class Service:
             raise Unavailable("the service is not accepting ingest (starting or shutting down)")
         with self._admit:
             if self._queued >= self.config.max_queued_batches:
-                raise Overloaded(self._queued, self._retry_after())
+                raise Overloaded(self._queued, self.retry_after())
             last = self._accepted_until.get(camera_id, -np.inf)
             if timestamps[0] <= last:
                 raise ValueError(
@@ -306,7 +307,7 @@ class Service:
                 if not np.all(np.isfinite(norms)) or np.any(norms == 0):
                     raise ValueError(f"{where}: embeddings must be finite and non-zero")
 
-    def _retry_after(self) -> float:
+    def retry_after(self) -> float:
         """About how long until a queue slot frees: the recent processing rate, at least a second."""
         return max(1.0, min(60.0, self._queued * self._seconds_per_batch))
 
@@ -539,19 +540,23 @@ def _frame_payload(frame: FrameInput) -> dict[str, Any]:
         "confidence": np.asarray(frame.confidence, np.float64).round(4).tolist(),
         "class_id": np.asarray(frame.class_id).tolist(),
     }
-    if frame.embedding is not None:
-        payload["embedding"] = np.asarray(frame.embedding, np.float32).tolist()
+    if frame.embedding is not None:  # float32 bytes: a quarter of the JSON text, parsed in microseconds
+        vectors = np.ascontiguousarray(frame.embedding, np.float32)
+        payload["embedding_f32"] = base64.b64encode(vectors.tobytes()).decode()
     return payload
 
 
 def _frame_detections(camera_id: str, frame: dict[str, Any]) -> Detections:
     n = len(frame["xyxy"])
-    embedding = frame.get("embedding")
+    encoded = frame.get("embedding_f32")
+    embedding = None
+    if encoded is not None and n > 0:
+        embedding = np.frombuffer(base64.b64decode(encoded), np.float32).reshape(n, -1)
     return Detections(
         xyxy=np.asarray(frame["xyxy"], np.float32).reshape(n, 4),
         confidence=frame["confidence"],
         class_id=frame["class_id"],
-        embedding=None if embedding is None or n == 0 else np.asarray(embedding, np.float32),
+        embedding=embedding,
         camera_id=camera_id,
         frame_index=int(frame["frame_index"]),
         timestamp=float(frame["timestamp"]),
