@@ -476,7 +476,11 @@ class Service:
         filter: Filter | None = None,
         rerank: RerankMethod = "none",
     ) -> list[Hit]:
-        """Visual search through the index's breaker (``BreakerOpenError`` while it is open)."""
+        """Visual search through the index's breaker (``BreakerOpenError`` while it is open).
+
+        Without re-ranking (and no topology here for context) the ``k`` nearest are the answer,
+        so only ``k`` candidates are fetched; re-ranking works on 100 (or ``2k``).
+        """
         if track is not None and self.store.track(track) is None:
             raise KeyError(f"no track with id {track}")
         try:
@@ -488,6 +492,7 @@ class Service:
                 k=k,
                 filter=filter,
                 rerank=rerank,
+                candidates=k if rerank == "none" else max(100, 2 * k),
             )
         except BreakerOpenError:
             raise
