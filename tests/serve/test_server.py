@@ -359,3 +359,39 @@ def test_frames_ingest_detects_and_tracks_like_the_library_pipeline(
         short.status_code == 422
         and "1 images need as many timestamps (2)" in short.json()["error"]["message"]
     )
+
+
+def test_serve_also_speaks_grpc_on_request(data_dir: Path) -> None:
+    import grpc
+
+    from crossview.serve.grpc_gen import crossview_pb2 as pb
+    from crossview.serve.grpc_gen import crossview_pb2_grpc as pb_grpc
+
+    from .conftest import free_port
+
+    port = free_port()
+    server = ServerProcess(data_dir, "--grpc-port", str(port))
+    try:
+        token, _ = make_key(data_dir, "both", "admin")
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = pb_grpc.CrossviewStub(channel)
+            assert stub.Health(pb.HealthRequest(), timeout=10).ready
+            frames = [
+                pb.Frame(
+                    frame_index=i,
+                    timestamp=i / 10,
+                    detections=[pb.Detection(xyxy=[10 + i, 10, 50 + i, 110], confidence=0.9)],
+                )
+                for i in range(5)
+            ]
+            reply = stub.IngestDetections(
+                pb.IngestRequest(camera_id="gate", frames=frames),
+                metadata=[("authorization", f"Bearer {token}")],
+            )
+            assert reply.batch_id == 1 and reply.detections == 5
+        # the same service behind both APIs: the batch is visible over REST
+        idle(server.url, token)
+        stats = httpx.get(f"{server.url}/v1/stats", headers=auth(token)).json()
+        assert stats["batches_done"] == 1 and stats["detections"] == 5
+    finally:
+        assert server.terminate()

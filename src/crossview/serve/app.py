@@ -37,6 +37,7 @@ from crossview.search.engine import Hit
 from crossview.search.index import Filter
 from crossview.serve.breaker import BreakerOpenError, BreakerState
 from crossview.serve.drift import DriftConfig, DriftMonitor
+from crossview.serve.grpc_server import start_grpc_server
 from crossview.serve.keys import JwtVerifier, KeyStore, Principal
 from crossview.serve.keys import Scope as KeyScope
 from crossview.serve.limits import RateLimit, RateLimiter
@@ -65,6 +66,8 @@ class ServeConfig(BaseModel):
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     jwt_secret: SecretStr | None = None
     drift: DriftConfig = Field(default_factory=DriftConfig)
+    grpc_host: str = "127.0.0.1"
+    grpc_port: int | None = Field(default=None, ge=0, le=65535, description="also serve gRPC (0: any port)")
 
 
 # ----------------------------------------------------------------------------------------- schemas
@@ -342,10 +345,25 @@ def create_app(config: ServeConfig, embedder: Embedder | None = None) -> FastAPI
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         state.service.start()
-        log.info(json.dumps({"event": "started", "data_dir": str(config.service.data_dir)}))
+        grpc_server = None
+        if config.grpc_port is not None:
+            grpc_server, bound = start_grpc_server(
+                state.service,
+                state.keys,
+                state.limiter,
+                jwt=state.jwt,
+                host=config.grpc_host,
+                port=config.grpc_port,
+                max_message_bytes=config.max_body_bytes,
+            )
+            app.state.grpc_port = bound
+        started = {"event": "started", "data_dir": str(config.service.data_dir)}
+        log.info(json.dumps({**started, "grpc_port": getattr(app.state, "grpc_port", None)}))
         try:
             yield
         finally:
+            if grpc_server is not None:
+                grpc_server.stop(grace=5.0).wait()
             drained = state.service.stop()
             state.keys.close()
             log.info(json.dumps({"event": "stopped", "drained": drained}))

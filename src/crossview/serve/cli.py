@@ -47,8 +47,11 @@ def serve(
     burst: Annotated[int, typer.Option(min=1, help="Burst size per credential")] = 100,
     max_queued: Annotated[int, typer.Option(min=1, help="Ingest batches that may wait")] = 256,
     max_body_mb: Annotated[float, typer.Option(min=0.01, help="Largest request body (MiB)")] = 16.0,
+    grpc_port: Annotated[
+        int | None, typer.Option(min=0, max=65535, help="Also serve gRPC on this port (same host)")
+    ] = None,
 ) -> None:
-    """Serve the REST API over a data directory, until SIGINT or SIGTERM (then drain and flush)."""
+    """Serve the REST API (and gRPC) over a data directory, until SIGINT or SIGTERM (then drain, flush)."""
     import uvicorn
     from pydantic import SecretStr
 
@@ -68,6 +71,8 @@ def serve(
             rate_limit=RateLimit(rate_per_s=rate, burst=burst),
             max_body_bytes=int(max_body_mb * 1024 * 1024),
             jwt_secret=None if secret is None else SecretStr(secret),
+            grpc_host=host,
+            grpc_port=grpc_port,
         )
         app = create_app(config, make_embedder(embedder))
     except (ValueError, OSError) as error:
