@@ -466,6 +466,7 @@ def create_app(config: ServeConfig, embedder: Embedder | None = None) -> FastAPI
                     "status": response.status_code,
                     "ms": round(elapsed * 1000, 2),
                     "principal": getattr(request.state, "principal", None),
+                    "error": getattr(request.state, "error", None),
                 }
             )
         )
@@ -678,6 +679,7 @@ def create_app(config: ServeConfig, embedder: Embedder | None = None) -> FastAPI
 def _json_error(
     request: Request, status: int, code: str, message: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
+    request.state.error = code
     body = {
         "error": {"code": code, "message": message},
         "request_id": getattr(request.state, "request_id", None),
