@@ -395,3 +395,51 @@ def test_serve_also_speaks_grpc_on_request(data_dir: Path) -> None:
         assert stats["batches_done"] == 1 and stats["detections"] == 5
     finally:
         assert server.terminate()
+
+
+def test_global_tracks_follow_an_object_across_cameras(data_dir: Path, tmp_path: Path) -> None:
+    site = tmp_path / "site.json"
+    site.write_text(
+        json.dumps({"topology": {"cameras": ["gate", "yard"], "transitions": {"gate->yard": [1, 10]}}})
+    )
+    server = ServerProcess(data_dir, "--site", str(site))
+    try:
+        token, _ = make_key(data_dir, "all", "admin")
+        people = looks(2, seed=5)
+        # both walk past the gate; only person 0 goes on to the yard, 3 s after leaving the gate
+        assert ingest(server.url, token, "gate", object_frames(people, 0, 30)).status_code == 202
+        later = [dict(f, timestamp=f["timestamp"] + 3.0) for f in object_frames({0: people[0]}, 30, 30)]
+        assert ingest(server.url, token, "yard", later).status_code == 202
+        for camera, first in (("gate", 30), ("yard", 60)):  # both cameras go on, empty: the tracks end
+            quiet = [
+                {"frame_index": i, "timestamp": i / 10 + 3.0 * (camera == "yard"), "detections": []}
+                for i in range(first, first + 70)
+            ]
+            assert ingest(server.url, token, camera, quiet).status_code == 202
+        idle(server.url, token)
+        wait_until(
+            lambda: httpx.get(f"{server.url}/v1/stats", headers=auth(token)).json()["index_entries"] == 3
+        )
+        found = httpx.get(f"{server.url}/v1/global-tracks", headers=auth(token)).json()["global_tracks"]
+        spans = sorted((g["cameras"], len(g["tracks"])) for g in found)
+        assert spans == [(["gate"], 1), (["gate", "yard"], 2)]
+        walker = next(g for g in found if len(g["tracks"]) == 2)
+        assert walker["t_start"] == 0.0 and walker["t_end"] == pytest.approx(8.9)
+        one = httpx.get(f"{server.url}/v1/global-tracks/{walker['global_id']}", headers=auth(token)).json()
+        assert [t["camera_id"] for t in one["tracks"]] == ["gate", "yard"]
+        assert httpx.get(f"{server.url}/v1/global-tracks/999", headers=auth(token)).status_code == 404
+        hits = httpx.post(
+            f"{server.url}/v1/search", json={"embedding": people[0].tolist(), "k": 2}, headers=auth(token)
+        ).json()["hits"]
+        assert {h["global_id"] for h in hits} == {walker["global_id"]}
+    finally:
+        assert server.terminate()
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"topology": {"cameras": ["gate"], "transitions": {"gate->yard": [10, 1]}}}')
+    refused = subprocess.run(
+        [sys.executable, "-m", "crossview.cli", "serve", "--data-dir", str(data_dir), "--site", str(bad)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert refused.returncode == 2 and "error" in refused.stderr

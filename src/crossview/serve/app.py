@@ -51,6 +51,7 @@ from crossview.serve.service import (
     ServiceConfig,
     Unavailable,
 )
+from crossview.serve.store import TrackRow
 
 log = logging.getLogger("crossview.serve")
 MAX_ID = 2**62  # ids and frame numbers: SQLite integers are 64-bit
@@ -140,6 +141,7 @@ class HitOut(BaseModel):
     track: int
     camera_id: str
     track_id: int
+    global_id: int
     class_id: int
     t_start: float
     t_end: float
@@ -176,6 +178,19 @@ class DetectionOut(BaseModel):
     xyxy: tuple[float, float, float, float]
     confidence: float
     class_id: int
+
+
+class GlobalTrackOut(BaseModel):
+    global_id: int
+    t_start: float
+    t_end: float
+    cameras: list[str]
+    tracks: list[TrackOut]
+
+
+class GlobalTracksOut(BaseModel):
+    global_tracks: list[GlobalTrackOut]
+    next_after_id: int | None
 
 
 class TrackDetailOut(TrackOut):
@@ -585,6 +600,34 @@ def create_app(config: ServeConfig, embedder: Embedder | None = None) -> FastAPI
         rows = [TrackOut(**t.to_dict()) for t in found]
         return TracksOut(tracks=rows, next_after_id=rows[-1].id if len(rows) == limit else None)
 
+    @app.get("/v1/global-tracks", tags=["tracks"])
+    def global_tracks(
+        _: Read,
+        start: Annotated[float | None, Query(allow_inf_nan=False)] = None,
+        end: Annotated[float | None, Query(allow_inf_nan=False)] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        after_id: Annotated[int, Query(ge=-1, le=MAX_ID)] = -1,
+    ) -> GlobalTracksOut:
+        """Objects across cameras: each global identity with its member tracks, by global id.
+
+        A track gets its global id when it ends; tracks not yet associated are not listed.
+        """
+        if start is not None and end is not None and end < start:
+            raise _error(422, "invalid_request", f"end ({end}) is before start ({start})")
+        found = state.service.global_tracks(start=start, end=end, limit=limit, after_id=after_id)
+        rows = [_global_track(global_id, members) for global_id, members in found]
+        return GlobalTracksOut(
+            global_tracks=rows, next_after_id=rows[-1].global_id if len(rows) == limit else None
+        )
+
+    @app.get("/v1/global-tracks/{global_id}", tags=["tracks"], responses={404: {"model": ErrorOut}})
+    def global_track(global_id: Annotated[int, Path(ge=0, le=MAX_ID)], _: Read) -> GlobalTrackOut:
+        """One object across cameras: its member tracks in time order."""
+        found = state.service.global_tracks(after_id=global_id - 1, limit=1)
+        if not found or found[0][0] != global_id:
+            raise _error(404, "not_found", f"no global track with id {global_id}")
+        return _global_track(*found[0])
+
     @app.get("/v1/tracks/{track}", tags=["tracks"], responses={404: {"model": ErrorOut}})
     def track_detail(track: Annotated[int, Path(ge=1, le=MAX_ID)], _: Read) -> TrackDetailOut:
         """One track and its boxes."""
@@ -687,6 +730,16 @@ def _json_error(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+def _global_track(global_id: int, members: list[TrackRow]) -> GlobalTrackOut:
+    return GlobalTrackOut(
+        global_id=global_id,
+        t_start=min(t.t_start for t in members),
+        t_end=max(t.t_end for t in members),
+        cameras=sorted({t.camera_id for t in members}),
+        tracks=[TrackOut(**t.to_dict()) for t in members],
+    )
+
+
 def _frame_input(frame: FrameIn, number: int) -> FrameInput:
     rows = frame.detections
     with_embedding = [d.embedding is not None for d in rows]
@@ -745,6 +798,7 @@ def _hit(hit: Hit) -> HitOut:
         track=hit.id,
         camera_id=entry.camera_id,
         track_id=entry.track_id,
+        global_id=entry.global_id,
         class_id=entry.class_id,
         t_start=entry.t_start,
         t_end=entry.t_end,

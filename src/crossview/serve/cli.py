@@ -47,6 +47,10 @@ def serve(
     burst: Annotated[int, typer.Option(min=1, help="Burst size per credential")] = 100,
     max_queued: Annotated[int, typer.Option(min=1, help="Ingest batches that may wait")] = 256,
     max_body_mb: Annotated[float, typer.Option(min=0.01, help="Largest request body (MiB)")] = 16.0,
+    site: Annotated[
+        Path | None,
+        typer.Option(help="JSON: the site's camera topology and calibrated cameras, for global tracks"),
+    ] = None,
     grpc_port: Annotated[
         int | None, typer.Option(min=0, max=65535, help="Also serve gRPC on this port (same host)")
     ] = None,
@@ -58,15 +62,20 @@ def serve(
     from crossview.embed.factory import make_embedder
     from crossview.serve.app import ServeConfig, create_app
     from crossview.serve.limits import RateLimit
-    from crossview.serve.service import ServiceConfig
+    from crossview.serve.service import ServiceConfig, SiteConfig
 
     directory = _data_dir(data_dir)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     secret = os.environ.get(JWT_SECRET_ENV) or None
     try:
+        site_config = SiteConfig() if site is None else SiteConfig.model_validate_json(site.read_text())
         config = ServeConfig(
             service=ServiceConfig(
-                data_dir=directory, tracker=tracker, detector=detector, max_queued_batches=max_queued
+                data_dir=directory,
+                tracker=tracker,
+                detector=detector,
+                max_queued_batches=max_queued,
+                site=site_config,
             ),
             rate_limit=RateLimit(rate_per_s=rate, burst=burst),
             max_body_bytes=int(max_body_mb * 1024 * 1024),

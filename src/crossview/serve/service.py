@@ -40,11 +40,15 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field
 
+from crossview.core.camera import Camera
 from crossview.core.detections import Detections
 from crossview.core.frame import Frame
 from crossview.detect.base import Detector
 from crossview.detect.factory import make_detector
 from crossview.embed.base import Embedder
+from crossview.multicam.association import AssociationConfig, OnlineAssociator, Tracklet
+from crossview.multicam.topology import CameraTopology
+from crossview.multicam.tracklets import Locator
 from crossview.search.engine import Hit, RerankMethod, SearchEngine
 from crossview.search.faiss_index import FaissIndex
 from crossview.search.index import Entry, Filter
@@ -56,6 +60,23 @@ from crossview.track.factory import make_tracker
 # What a failing index raises (FAISS: RuntimeError; its SQLite and files: sqlite3.Error, OSError).
 # Bad queries (ValueError) and unknown ids (KeyError) are the caller's and do not open the breaker.
 BACKEND_ERRORS: tuple[type[BaseException], ...] = (RuntimeError, OSError, sqlite3.Error)
+
+
+class SiteConfig(BaseModel):
+    """What the service knows of the site for cross-camera identities (``--site site.json``).
+
+    ``topology``: overlaps and transit windows (``CameraTopology``'s JSON form); ``cameras``:
+    calibrated cameras, whose tracks are then located in metres and compared where views overlap.
+    Without either, global identities rest on appearance and time alone.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    topology: CameraTopology | None = None
+    cameras: tuple[Camera, ...] = ()
+    association: AssociationConfig = Field(
+        default_factory=lambda: AssociationConfig(max_cost=0.25, linkage="single")
+    )
 
 
 class ServiceConfig(BaseModel):
@@ -74,6 +95,7 @@ class ServiceConfig(BaseModel):
     track_idle_s: float = Field(default=5.0, gt=0, description="a track idle this long has ended")
     drain_timeout_s: float = Field(default=10.0, ge=0)
     index_factory: str = "HNSW32"
+    site: SiteConfig = Field(default_factory=SiteConfig)
     index_breaker: BreakerConfig = Field(default_factory=BreakerConfig)
     model_breaker: BreakerConfig = Field(default_factory=BreakerConfig)
     model_attempts: int = Field(
@@ -163,6 +185,10 @@ class Service:
         }
         self._on_stage = on_stage
         self._attempts: dict[int, int] = {}
+        site = config.site
+        self.associator = OnlineAssociator(site.topology, site.association)
+        self._locators = {c.id: Locator(c) for c in site.cameras if c.has_ground_calibration}
+        self._global_offset = self.store.max_global_id() + 1  # ids never reuse those of earlier runs
         self.engine = SearchEngine(self.index, embedder)
         self._cameras: dict[str, _Camera] = {}
         self._accepted_until = self.store.last_timestamps()
@@ -447,14 +473,16 @@ class Service:
         if not ended:
             return 0
         ids, vectors, entries, done = [], [], [], []
+        appearances = {t.id: self.store.track_embedding(t.camera_id, t.track_id) for t in ended}
+        global_ids = self._associate(ended, appearances)
         for track in ended:
-            embedding = self.store.track_embedding(track.camera_id, track.track_id)
+            embedding = appearances[track.id]
             done.append(track.id)
             if embedding is None:  # no appearance to search by: stays listed, not searchable
                 continue
             ids.append(track.id)
             vectors.append(embedding)
-            entries.append(_entry(track))
+            entries.append(_entry(track, global_ids.get(track.id, -1)))
         if ids:
             started = time.perf_counter()
             try:
@@ -464,6 +492,43 @@ class Service:
             self._timed("index", started)
         self.store.mark_indexed(done)
         return len(ids)
+
+    def _associate(
+        self, ended: Sequence[TrackRow], appearances: dict[int, NDArray[np.float32] | None]
+    ) -> dict[int, int]:
+        """Global ids for ended tracks with an appearance (stored, and returned by track row id)."""
+        fresh: list[tuple[TrackRow, Tracklet]] = []
+        for track in ended:
+            embedding = appearances[track.id]
+            if embedding is None:
+                continue
+            known = self.associator.global_id(track.camera_id, track.track_id)
+            if known is not None:
+                continue
+            fresh.append((track, self._tracklet(track, embedding)))
+        if not fresh:
+            return {t.id: t.global_id for t in ended if t.global_id >= 0}
+        fresh.sort(key=lambda pair: pair[1].t_start)
+        started = time.perf_counter()
+        numbers = self.associator.assign([tracklet for _, tracklet in fresh])
+        assigned = [(track.id, self._global_offset + n) for (track, _), n in zip(fresh, numbers, strict=True)]
+        self.store.set_global_ids(assigned)
+        self._timed("associate", started)
+        return {t.id: t.global_id for t in ended if t.global_id >= 0} | dict(assigned)
+
+    def _tracklet(self, track: TrackRow, embedding: NDArray[np.float32]) -> Tracklet:
+        rows = self.store.detections_of(track.camera_id, track.track_id)
+        times = np.array([r.timestamp for r in rows])
+        locator = self._locators.get(track.camera_id)
+        if locator is None:
+            ground = np.full((len(rows), 2), np.nan)
+        else:
+            boxes = np.array([r.xyxy for r in rows], np.float32).reshape(-1, 4)
+            ground = locator.locate(boxes, np.full(len(rows), track.class_id, np.int64))
+        return Tracklet(track.camera_id, track.track_id, times, ground, embedding, track.class_id)
+
+    def global_tracks(self, **query: Any) -> list[tuple[int, list[TrackRow]]]:
+        return self.store.global_tracks(**query)
 
     # ------------------------------------------------------------------------------------ search
     def search(
@@ -526,11 +591,11 @@ def _decode(data: bytes) -> NDArray[np.uint8] | None:
     return np.ascontiguousarray(image, np.uint8)
 
 
-def _entry(track: TrackRow) -> Entry:
+def _entry(track: TrackRow, global_id: int) -> Entry:
     return Entry(
         camera_id=track.camera_id,
         track_id=track.track_id,
-        global_id=track.global_id,
+        global_id=global_id,
         class_id=track.class_id,
         t_start=track.t_start,
         t_end=track.t_end,
@@ -576,5 +641,6 @@ __all__ = [
     "Overloaded",
     "Service",
     "ServiceConfig",
+    "SiteConfig",
     "Unavailable",
 ]

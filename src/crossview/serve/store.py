@@ -253,6 +253,44 @@ class ServiceStore:
             ).fetchone()
         return None if row is None else int(row[0])
 
+    def set_global_ids(self, assignments: Sequence[tuple[int, int]]) -> None:
+        """``(track row id, global id)`` pairs."""
+        with self._transaction() as db:
+            db.executemany("UPDATE tracks SET global_id = ? WHERE id = ?", [(g, i) for i, g in assignments])
+
+    def max_global_id(self) -> int:
+        """The largest global id given so far (-1 when none)."""
+        with self._lock:
+            row = self._db.execute("SELECT MAX(global_id) FROM tracks").fetchone()
+        return -1 if row[0] is None else int(row[0])
+
+    def global_tracks(
+        self, *, start: float | None = None, end: float | None = None, limit: int = 100, after_id: int = -1
+    ) -> list[tuple[int, list[TrackRow]]]:
+        """Global identities (with their member tracks) seen in ``[start, end]``, by global id."""
+        clauses, values = ["global_id > ?"], [after_id]
+        if start is not None:
+            clauses.append("t_end >= ?")
+            values.append(start)  # type: ignore[arg-type]
+        if end is not None:
+            clauses.append("t_start <= ?")
+            values.append(end)  # type: ignore[arg-type]
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT DISTINCT global_id FROM tracks WHERE {' AND '.join(clauses)} "
+                "ORDER BY global_id LIMIT ?",
+                (*values, limit),
+            ).fetchall()
+        wanted = [int(r[0]) for r in rows]
+        if not wanted:
+            return []
+        marks = ",".join("?" * len(wanted))
+        members = self._tracks(f"WHERE global_id IN ({marks}) ORDER BY t_start, id", wanted)
+        grouped: dict[int, list[TrackRow]] = {g: [] for g in wanted}
+        for track in members:
+            grouped[track.global_id].append(track)
+        return list(grouped.items())
+
     def mark_indexed(self, ids: Sequence[int]) -> None:
         with self._transaction() as db:
             db.executemany("UPDATE tracks SET indexed = 1 WHERE id = ?", [(i,) for i in ids])
