@@ -254,3 +254,53 @@ def test_failing_models_hold_image_batches_until_they_heal(data_dir: Path) -> No
         assert counts["detect"] > 3 and counts["embed"] == counts["track"] == counts["store"] == 3
     finally:
         server.stop()
+
+
+def test_drift_of_confidences_shows_on_the_endpoint_and_in_metrics(data_dir: Path) -> None:
+    from crossview.serve.drift import DriftConfig
+
+    config = ServeConfig(
+        service=ServiceConfig(data_dir=data_dir),
+        rate_limit=RateLimit(rate_per_s=1000, burst=1000),
+        drift=DriftConfig(reference_size=300, window_size=200, min_samples=100),
+    )
+    server = ThreadServer(create_app(config))
+    rng = np.random.default_rng(0)
+    try:
+        token, _ = make_key(data_dir, "ops", "admin")
+
+        def send(start: int, confidences: np.ndarray) -> None:
+            frames = [
+                {
+                    "frame_index": start + i,
+                    "timestamp": (start + i) / 10,
+                    "detections": [
+                        {"xyxy": [40.0 * j, 10, 40.0 * j + 30, 90], "confidence": float(c)}
+                        for j, c in enumerate(row)
+                    ],
+                }
+                for i, row in enumerate(confidences.reshape(-1, 10))
+            ]
+            response = httpx.post(
+                f"{server.url}/v1/ingest/detections",
+                json={"camera_id": "dock", "model": "yolox-nano", "frames": frames},
+                headers=auth(token),
+            )
+            assert response.status_code == 202
+
+        def report() -> dict[str, Any]:
+            reports = httpx.get(f"{server.url}/v1/drift", headers=auth(token)).json()["reports"]
+            return next(r for r in reports if r["signal"] == "confidence")
+
+        send(0, rng.beta(8, 2, 300))  # the reference: a confident detector
+        send(30, rng.beta(8, 2, 200))  # more of the same
+        wait_until(lambda: report()["recent_count"] == 200, what="the recent window")
+        steady = report()
+        assert steady["stream"] == "dock/yolox-nano" and not steady["drifted"] and steady["psi"] < 0.25
+        send(50, rng.beta(4, 4, 200))  # the scene changed: confidences sag
+        wait_until(lambda: report()["drifted"], what="drift to be flagged")
+        assert report()["psi"] > 0.25 and report()["ks_pvalue"] < 0.01
+        metrics = httpx.get(f"{server.url}/metrics", headers=auth(token)).text
+        assert 'crossview_drift_alert{signal="confidence",stream="dock/yolox-nano"} 1.0' in metrics
+    finally:
+        server.stop()
