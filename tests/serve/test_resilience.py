@@ -167,8 +167,9 @@ def test_a_failing_index_opens_its_breaker_and_recovers(flaky: tuple[ThreadServe
 def test_schema_driven_fuzzing_finds_no_server_error(server: ServerProcess) -> None:
     token, _ = make_key(server.data_dir, "fuzz", "admin")
     assert ingest(server.url, token, object_frames({0: look(0), 1: look(1)}, 0, 10)).status_code == 202
-    schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
     headers = auth(token)
+    assert httpx.get(f"{server.url}/openapi.json").status_code == 401  # the schema needs a credential too
+    schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json", headers=headers)
     failures: list[str] = []
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 10

@@ -284,7 +284,10 @@ def test_graceful_shutdown_flushes_what_was_accepted(server: ServerProcess) -> N
         again.terminate()
 
 
-@pytest.mark.parametrize("path", ["/v1/tracks", "/metrics", "/v1/drift", "/v1/models", "/v1/stats"])
+@pytest.mark.parametrize(
+    "path",
+    ["/v1/tracks", "/v1/global-tracks", "/metrics", "/v1/drift", "/v1/models", "/v1/stats", "/openapi.json"],
+)
 def test_every_route_but_health_needs_a_credential(server: ServerProcess, path: str) -> None:
     assert httpx.get(f"{server.url}{path}").status_code == 401
 
@@ -425,6 +428,10 @@ def test_global_tracks_follow_an_object_across_cameras(data_dir: Path, tmp_path:
         assert spans == [(["gate"], 1), (["gate", "yard"], 2)]
         walker = next(g for g in found if len(g["tracks"]) == 2)
         assert walker["t_start"] == 0.0 and walker["t_end"] == pytest.approx(8.9)
+        in_yard = httpx.get(
+            f"{server.url}/v1/global-tracks", params={"camera_id": "yard"}, headers=auth(token)
+        )
+        assert [g["global_id"] for g in in_yard.json()["global_tracks"]] == [walker["global_id"]]
         one = httpx.get(f"{server.url}/v1/global-tracks/{walker['global_id']}", headers=auth(token)).json()
         assert [t["camera_id"] for t in one["tracks"]] == ["gate", "yard"]
         assert httpx.get(f"{server.url}/v1/global-tracks/999", headers=auth(token)).status_code == 404

@@ -67,6 +67,9 @@ class ServeConfig(BaseModel):
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     jwt_secret: SecretStr | None = None
     drift: DriftConfig = Field(default_factory=DriftConfig)
+    public_docs: bool = Field(
+        default=False, description="serve /docs and /openapi.json to anyone (else /openapi.json needs read)"
+    )
     grpc_host: str = "127.0.0.1"
     grpc_port: int | None = Field(default=None, ge=0, le=65535, description="also serve gRPC (0: any port)")
 
@@ -388,6 +391,9 @@ def create_app(config: ServeConfig, embedder: Embedder | None = None) -> FastAPI
         version="1",
         description="Multi-camera perception and visual search.",
         lifespan=lifespan,
+        openapi_url="/openapi.json" if config.public_docs else None,
+        docs_url="/docs" if config.public_docs else None,
+        redoc_url=None,
         responses={
             401: {"model": ErrorOut, "description": "missing, malformed, unknown or revoked credential"},
             403: {"model": ErrorOut, "description": "the credential lacks the route's scope"},
@@ -508,6 +514,12 @@ def create_app(config: ServeConfig, embedder: Embedder | None = None) -> FastAPI
     Read = Annotated[Principal, Depends(scope(KeyScope.READ))]
     SearchScope = Annotated[Principal, Depends(scope(KeyScope.SEARCH))]
 
+    if not config.public_docs:  # every route but health needs a credential, the schema included
+
+        @app.get("/openapi.json", include_in_schema=False)
+        def openapi(_: Read) -> JSONResponse:
+            return JSONResponse(app.openapi())
+
     @app.post(
         "/v1/ingest/detections",
         status_code=202,
@@ -603,6 +615,7 @@ def create_app(config: ServeConfig, embedder: Embedder | None = None) -> FastAPI
     @app.get("/v1/global-tracks", tags=["tracks"])
     def global_tracks(
         _: Read,
+        camera_id: Annotated[str | None, Query(max_length=128, description="seen by this camera")] = None,
         start: Annotated[float | None, Query(allow_inf_nan=False)] = None,
         end: Annotated[float | None, Query(allow_inf_nan=False)] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -614,7 +627,9 @@ def create_app(config: ServeConfig, embedder: Embedder | None = None) -> FastAPI
         """
         if start is not None and end is not None and end < start:
             raise _error(422, "invalid_request", f"end ({end}) is before start ({start})")
-        found = state.service.global_tracks(start=start, end=end, limit=limit, after_id=after_id)
+        found = state.service.global_tracks(
+            camera_id=camera_id, start=start, end=end, limit=limit, after_id=after_id
+        )
         rows = [_global_track(global_id, members) for global_id, members in found]
         return GlobalTracksOut(
             global_tracks=rows, next_after_id=rows[-1].global_id if len(rows) == limit else None

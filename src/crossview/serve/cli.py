@@ -47,6 +47,9 @@ def serve(
     burst: Annotated[int, typer.Option(min=1, help="Burst size per credential")] = 100,
     max_queued: Annotated[int, typer.Option(min=1, help="Ingest batches that may wait")] = 256,
     max_body_mb: Annotated[float, typer.Option(min=0.01, help="Largest request body (MiB)")] = 16.0,
+    public_docs: Annotated[
+        bool, typer.Option(help="Serve /docs and /openapi.json without a credential")
+    ] = False,
     site: Annotated[
         Path | None,
         typer.Option(help="JSON: the site's camera topology and calibrated cameras, for global tracks"),
@@ -80,6 +83,7 @@ def serve(
             rate_limit=RateLimit(rate_per_s=rate, burst=burst),
             max_body_bytes=int(max_body_mb * 1024 * 1024),
             jwt_secret=None if secret is None else SecretStr(secret),
+            public_docs=public_docs,
             grpc_host=host,
             grpc_port=grpc_port,
         )

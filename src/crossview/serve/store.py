@@ -265,10 +265,20 @@ class ServiceStore:
         return -1 if row[0] is None else int(row[0])
 
     def global_tracks(
-        self, *, start: float | None = None, end: float | None = None, limit: int = 100, after_id: int = -1
+        self,
+        *,
+        camera_id: str | None = None,
+        start: float | None = None,
+        end: float | None = None,
+        limit: int = 100,
+        after_id: int = -1,
     ) -> list[tuple[int, list[TrackRow]]]:
-        """Global identities (with their member tracks) seen in ``[start, end]``, by global id."""
+        """Global identities (with all their member tracks) seen in ``[start, end]`` (by ``camera_id``
+        when given), in global id order."""
         clauses, values = ["global_id > ?"], [after_id]
+        if camera_id is not None:
+            clauses.append("camera_id = ?")
+            values.append(camera_id)  # type: ignore[arg-type]
         if start is not None:
             clauses.append("t_end >= ?")
             values.append(start)  # type: ignore[arg-type]
