@@ -282,6 +282,8 @@ def test_search_finds_ended_tracks_by_embedding_track_and_image(api: Grpc) -> No
         assert hits[0].appearance < 1e-4 and hits[1].appearance > 0.1
         assert hits[0].camera_id == "gate" and hits[0].t_end == pytest.approx(2.9)
         by_object[number] = hits[0].track
+        # three people seen at once in one camera: three identities
+        assert hits[0].global_id >= 0 and len({h.global_id for h in hits}) == 3
     assert len(set(by_object.values())) == 3
     # by track: the track itself is excluded
     hits = search(api, token, track=by_object[0], k=5).hits

@@ -20,7 +20,6 @@ from contextlib import asynccontextmanager
 from http import HTTPStatus
 from typing import Annotated, Any, Literal
 
-import cv2
 import numpy as np
 from fastapi import Depends, FastAPI, File, Form, Path, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
@@ -50,6 +49,8 @@ from crossview.serve.service import (
     Service,
     ServiceConfig,
     Unavailable,
+    decode_image,
+    query_embedding,
 )
 from crossview.serve.store import TrackRow
 
@@ -675,10 +676,10 @@ def create_app(config: ServeConfig, embedder: Embedder | None = None) -> FastAPI
             raise _error(422, "invalid_request", "give exactly one of 'embedding' or 'track'")
         embedding = None
         if body.embedding is not None:
-            embedding = np.asarray(body.embedding, np.float32)
-            dim = state.service.dim
-            if embedding.shape != (dim,) or not np.all(np.isfinite(embedding)) or not np.any(embedding):
-                raise _error(422, "invalid_request", f"embedding must be {dim} finite numbers, not all zero")
+            try:
+                embedding = query_embedding(body.embedding, state.service.dim)
+            except ValueError as error:
+                raise _error(422, "invalid_request", str(error)) from None
         return _search(
             state, embedding=embedding, track=body.track, k=body.k, filter_in=body.filter, rerank=body.rerank
         )
@@ -695,12 +696,11 @@ def create_app(config: ServeConfig, embedder: Embedder | None = None) -> FastAPI
         cameras: Annotated[str | None, Form(description="comma-separated camera ids")] = None,
     ) -> SearchOut:
         """Search ended tracks by an image of the object (embedded by the service's embedder)."""
-        data = await image.read()
-        decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
-        if decoded is None or decoded.size == 0:
+        decoded = decode_image(await image.read())
+        if decoded is None:
             raise _error(400, "bad_image", f"upload {image.filename!r} is not a decodable image")
         wanted = FilterIn(cameras=[c for c in cameras.split(",") if c] if cameras else None)
-        return _search(state, image=np.ascontiguousarray(decoded, np.uint8), k=k, filter_in=wanted)
+        return _search(state, image=decoded, k=k, filter_in=wanted)
 
     @app.get("/v1/models", tags=["models"])
     def models(_: Read) -> dict[str, Any]:

@@ -43,7 +43,6 @@ from collections.abc import Callable, Sequence
 from concurrent import futures
 from typing import Any, Final, NoReturn, Protocol, TypeVar
 
-import cv2
 import grpc
 import numpy as np
 
@@ -54,7 +53,15 @@ from crossview.serve.grpc_gen import crossview_pb2 as pb
 from crossview.serve.grpc_gen import crossview_pb2_grpc as pb_grpc
 from crossview.serve.keys import TOKEN_PREFIX, JwtVerifier, KeyStore, Principal, Scope
 from crossview.serve.limits import RateLimiter
-from crossview.serve.service import BackendFailure, FrameInput, Overloaded, Service, Unavailable
+from crossview.serve.service import (
+    BackendFailure,
+    FrameInput,
+    Overloaded,
+    Service,
+    Unavailable,
+    decode_image,
+    query_embedding,
+)
 
 __all__ = ["CrossviewServicer", "RpcContext", "RpcRefusal", "start_grpc_server"]
 
@@ -286,7 +293,7 @@ class CrossviewServicer(pb_grpc.CrossviewServicer):
                 if not 1 <= track <= MAX_ID:
                     raise ValueError(f"track must be in [1, 2^62], got {track}")
             else:
-                image = decode_image(request.image)
+                image = image_query(request.image)
             hits = self._service.search(
                 image=image, embedding=embedding, track=track, k=k, filter=wanted, rerank=rerank
             )
@@ -367,20 +374,12 @@ def search_filter(message: pb.Filter) -> Filter | None:
     )
 
 
-def query_embedding(values: Sequence[float], dim: int) -> np.ndarray[Any, np.dtype[np.float32]]:
-    """A query vector: ``dim`` finite numbers, not all zero (else ``ValueError``)."""
-    embedding = np.asarray(values, np.float32)
-    if embedding.shape != (dim,) or not np.all(np.isfinite(embedding)) or not np.any(embedding):
-        raise ValueError(f"embedding must be {dim} finite numbers, not all zero")
-    return embedding
-
-
-def decode_image(data: bytes) -> np.ndarray[Any, np.dtype[np.uint8]]:
+def image_query(data: bytes) -> np.ndarray[Any, np.dtype[np.uint8]]:
     """An encoded image (JPEG, PNG, ...) as a BGR array; ``ValueError`` when it does not decode."""
-    decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
-    if decoded is None or decoded.size == 0:
+    decoded = decode_image(data)
+    if decoded is None:
         raise ValueError(f"the image ({len(data)} bytes) is not a decodable image")
-    return np.ascontiguousarray(decoded, np.uint8)
+    return decoded
 
 
 def hit_message(hit: Hit) -> pb.Hit:
@@ -391,6 +390,7 @@ def hit_message(hit: Hit) -> pb.Hit:
         track=hit.id,
         camera_id=entry.camera_id,
         track_id=entry.track_id,
+        global_id=entry.global_id,
         class_id=entry.class_id,
         t_start=entry.t_start,
         t_end=entry.t_end,

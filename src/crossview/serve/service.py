@@ -266,7 +266,7 @@ class Service:
             raise ValueError(f"{len(images)} images in one batch; at most {self.config.max_images_per_batch}")
         _check_times([i.timestamp for i in images])
         for number, image in enumerate(images):
-            if _decode(image.data) is None:
+            if decode_image(image.data) is None:
                 raise ValueError(f"image {number} (frame index {image.frame_index}) is not a decodable image")
         payload = {
             "kind": "images",
@@ -399,7 +399,7 @@ class Service:
         if payload.get("kind") == "images":
             frames = []
             for meta, data in zip(payload["frames"], self.store.images(batch_id), strict=True):
-                image = _decode(data)
+                image = decode_image(data)
                 if image is None:  # checked at admission; only a corrupted journal gets here
                     raise ValueError(f"frame {meta['frame_index']}: stored image is not decodable")
                 frames.append(Frame(image, camera_id, int(meta["frame_index"]), float(meta["timestamp"])))
@@ -581,7 +581,15 @@ def _check_times(timestamps: Sequence[float]) -> None:
         raise ValueError("frame timestamps must be finite and strictly increasing within a batch")
 
 
-def _decode(data: bytes) -> NDArray[np.uint8] | None:
+def query_embedding(values: Sequence[float], dim: int) -> NDArray[np.float32]:
+    """A query vector: ``dim`` finite numbers, not all zero (else ``ValueError``)."""
+    embedding = np.asarray(values, np.float32)
+    if embedding.shape != (dim,) or not np.all(np.isfinite(embedding)) or not np.any(embedding):
+        raise ValueError(f"embedding must be {dim} finite numbers, not all zero")
+    return embedding
+
+
+def decode_image(data: bytes) -> NDArray[np.uint8] | None:
     """A BGR image from encoded bytes; None when they are not a decodable image."""
     if not data:
         return None
@@ -643,4 +651,6 @@ __all__ = [
     "ServiceConfig",
     "SiteConfig",
     "Unavailable",
+    "decode_image",
+    "query_embedding",
 ]

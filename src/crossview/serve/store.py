@@ -275,16 +275,7 @@ class ServiceStore:
     ) -> list[tuple[int, list[TrackRow]]]:
         """Global identities (with all their member tracks) seen in ``[start, end]`` (by ``camera_id``
         when given), in global id order."""
-        clauses, values = ["global_id > ?"], [after_id]
-        if camera_id is not None:
-            clauses.append("camera_id = ?")
-            values.append(camera_id)  # type: ignore[arg-type]
-        if start is not None:
-            clauses.append("t_end >= ?")
-            values.append(start)  # type: ignore[arg-type]
-        if end is not None:
-            clauses.append("t_start <= ?")
-            values.append(end)  # type: ignore[arg-type]
+        clauses, values = _track_filter("global_id > ?", after_id, camera_id, start, end)
         with self._lock:
             rows = self._db.execute(
                 f"SELECT DISTINCT global_id FROM tracks WHERE {' AND '.join(clauses)} "
@@ -326,16 +317,7 @@ class ServiceStore:
         after_id: int = 0,
     ) -> list[TrackRow]:
         """Tracks by camera and time overlap with ``[start, end]``, in id order (page by ``after_id``)."""
-        clauses, values = ["id > ?"], [after_id]
-        if camera_id is not None:
-            clauses.append("camera_id = ?")
-            values.append(camera_id)  # type: ignore[arg-type]
-        if start is not None:
-            clauses.append("t_end >= ?")
-            values.append(start)  # type: ignore[arg-type]
-        if end is not None:
-            clauses.append("t_start <= ?")
-            values.append(end)  # type: ignore[arg-type]
+        clauses, values = _track_filter("id > ?", after_id, camera_id, start, end)
         return self._tracks(f"WHERE {' AND '.join(clauses)} ORDER BY id LIMIT ?", (*values, limit))
 
     def track(self, row_id: int) -> TrackRow | None:
@@ -424,3 +406,16 @@ class ServiceStore:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+
+
+def _track_filter(
+    page: str, after: int, camera_id: str | None, start: float | None, end: float | None
+) -> tuple[list[str], list[Any]]:
+    """SQL conditions on tracks: the page clause, the camera, and time overlap with ``[start, end]``."""
+    clauses: list[str] = [page]
+    values: list[Any] = [after]
+    for clause, value in (("camera_id = ?", camera_id), ("t_end >= ?", start), ("t_start <= ?", end)):
+        if value is not None:
+            clauses.append(clause)
+            values.append(value)
+    return clauses, values

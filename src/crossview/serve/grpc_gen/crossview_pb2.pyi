@@ -111,7 +111,7 @@ class SearchRequest(_message.Message):
     def __init__(self, embedding: _Optional[_Union[Embedding, _Mapping]] = ..., track: _Optional[int] = ..., image: _Optional[bytes] = ..., k: _Optional[int] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., rerank: _Optional[str] = ...) -> None: ...
 
 class Hit(_message.Message):
-    __slots__ = ("rank", "track", "camera_id", "track_id", "class_id", "t_start", "t_end", "distance", "appearance", "rerank", "context")
+    __slots__ = ("rank", "track", "camera_id", "track_id", "class_id", "t_start", "t_end", "distance", "appearance", "rerank", "context", "global_id")
     RANK_FIELD_NUMBER: _ClassVar[int]
     TRACK_FIELD_NUMBER: _ClassVar[int]
     CAMERA_ID_FIELD_NUMBER: _ClassVar[int]
@@ -123,6 +123,7 @@ class Hit(_message.Message):
     APPEARANCE_FIELD_NUMBER: _ClassVar[int]
     RERANK_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    GLOBAL_ID_FIELD_NUMBER: _ClassVar[int]
     rank: int
     track: int
     camera_id: str
@@ -134,7 +135,8 @@ class Hit(_message.Message):
     appearance: float
     rerank: float
     context: float
-    def __init__(self, rank: _Optional[int] = ..., track: _Optional[int] = ..., camera_id: _Optional[str] = ..., track_id: _Optional[int] = ..., class_id: _Optional[int] = ..., t_start: _Optional[float] = ..., t_end: _Optional[float] = ..., distance: _Optional[float] = ..., appearance: _Optional[float] = ..., rerank: _Optional[float] = ..., context: _Optional[float] = ...) -> None: ...
+    global_id: int
+    def __init__(self, rank: _Optional[int] = ..., track: _Optional[int] = ..., camera_id: _Optional[str] = ..., track_id: _Optional[int] = ..., class_id: _Optional[int] = ..., t_start: _Optional[float] = ..., t_end: _Optional[float] = ..., distance: _Optional[float] = ..., appearance: _Optional[float] = ..., rerank: _Optional[float] = ..., context: _Optional[float] = ..., global_id: _Optional[int] = ...) -> None: ...
 
 class SearchReply(_message.Message):
     __slots__ = ("hits",)
