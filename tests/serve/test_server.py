@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -450,3 +451,21 @@ def test_global_tracks_follow_an_object_across_cameras(data_dir: Path, tmp_path:
         check=False,
     )
     assert refused.returncode == 2 and "error" in refused.stderr
+
+
+def test_a_streamed_body_over_the_limit_is_refused_while_it_arrives(server: ServerProcess) -> None:
+    token, _ = make_key(server.data_dir, "all", "admin")
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: sent chunked, 1 MiB at a time
+        yield b'{"camera_id": "gate", "frames": ['
+        for _ in range(20):
+            yield b" " * (1024 * 1024)
+
+    response = httpx.post(
+        f"{server.url}/v1/ingest/detections",
+        content=chunks(),
+        headers={**auth(token), "content-type": "application/json"},
+        timeout=60,
+    )
+    assert response.status_code == 413 and "over 16777216 bytes" in response.json()["error"]["message"]
+    assert httpx.get(f"{server.url}/healthz").status_code == 200

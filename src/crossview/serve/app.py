@@ -212,12 +212,13 @@ class ErrorOut(BaseModel):
 
 
 # -------------------------------------------------------------------------------------- middleware
-class _TooLarge(Exception):
-    pass
-
-
 class BodyLimit:
-    """Refuses bodies over ``limit`` bytes with 413: by ``Content-Length`` at once, else while read."""
+    """Refuses bodies over ``limit`` bytes with 413, before the app sees them.
+
+    A declared ``Content-Length`` is checked at once (the server enforces it as the framing). A
+    body sent without one (chunked) is read here first, up to the limit, and then handed on; one
+    that goes past the limit is refused as soon as it does.
+    """
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app = app
@@ -228,31 +229,30 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-            await _send_error(scope, send, 413, "payload_too_large", self._message())
-            return
-        received = 0
-        started = False
-
-        async def limited() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise _TooLarge
-            return message
-
-        async def tracking(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, limited, tracking)
-        except _TooLarge:
-            if not started:
+        if declared is not None:
+            if not declared.isdigit() or int(declared) > self.limit:
                 await _send_error(scope, send, 413, "payload_too_large", self._message())
+                return
+            await self.app(scope, receive, send)
+            return
+        buffered: list[Message] = []
+        received = 0
+        while True:
+            message = await receive()
+            buffered.append(message)
+            if message["type"] != "http.request":
+                break
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                await _send_error(scope, send, 413, "payload_too_large", self._message())
+                return
+            if not message.get("more_body", False):
+                break
+
+        async def replay() -> Message:
+            return buffered.pop(0) if buffered else await receive()
+
+        await self.app(scope, replay, send)
 
     def _message(self) -> str:
         return f"request body over {self.limit} bytes"
@@ -700,7 +700,7 @@ def create_app(config: ServeConfig, embedder: Embedder | None = None) -> FastAPI
         if decoded is None:
             raise _error(400, "bad_image", f"upload {image.filename!r} is not a decodable image")
         wanted = FilterIn(cameras=[c for c in cameras.split(",") if c] if cameras else None)
-        return _search(state, image=decoded, k=k, filter_in=wanted)
+        return await run_in_threadpool(_search, state, image=decoded, k=k, filter_in=wanted)
 
     @app.get("/v1/models", tags=["models"])
     def models(_: Read) -> dict[str, Any]:
