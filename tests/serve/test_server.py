@@ -469,3 +469,34 @@ def test_a_streamed_body_over_the_limit_is_refused_while_it_arrives(server: Serv
     )
     assert response.status_code == 413 and "over 16777216 bytes" in response.json()["error"]["message"]
     assert httpx.get(f"{server.url}/healthz").status_code == 200
+
+
+def test_global_identities_survive_a_restart(data_dir: Path, tmp_path: Path) -> None:
+    site = tmp_path / "site.json"
+    site.write_text(
+        json.dumps({"topology": {"cameras": ["gate", "yard"], "transitions": {"gate->yard": [1, 10]}}})
+    )
+    person = looks(2, seed=5)[0]
+    quiet = [{"frame_index": i, "timestamp": i / 10, "detections": []} for i in range(30, 40)]
+    server = ServerProcess(data_dir, "--site", str(site))
+    token, _ = make_key(data_dir, "all", "admin")
+    try:
+        assert ingest(server.url, token, "gate", object_frames({0: person}, 0, 30)).status_code == 202
+        assert ingest(server.url, token, "gate", quiet).status_code == 202
+        idle(server.url, token)
+    finally:
+        assert server.terminate()  # the gate track is ended and given its identity on the way down
+    again = ServerProcess(data_dir, "--site", str(site))
+    try:
+        later = [dict(f, timestamp=f["timestamp"] + 3.0) for f in object_frames({0: person}, 30, 30)]
+        assert ingest(again.url, token, "yard", later).status_code == 202
+        assert again.terminate()
+    finally:
+        if again.process.poll() is None:
+            again.terminate()
+    third = ServerProcess(data_dir, "--site", str(site))
+    try:
+        found = httpx.get(f"{third.url}/v1/global-tracks", headers=auth(token)).json()["global_tracks"]
+        assert [(g["cameras"], len(g["tracks"])) for g in found] == [(["gate", "yard"], 2)]
+    finally:
+        assert third.terminate()

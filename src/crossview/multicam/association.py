@@ -506,6 +506,27 @@ class OnlineAssociator:
         costs = [e.cost for e in evidence]
         return float(min(costs) if self.config.linkage == "single" else np.mean(costs))
 
+    def restore(self, members: Sequence[Tracklet]) -> int:
+        """Add an identity known from before (its member tracklets, e.g. read back from storage
+        after a restart) so that later tracklets can join it; its number.
+
+        >>> online = OnlineAssociator(config=AssociationConfig(max_cost=0.3))
+        >>> red = np.array([1.0, 0.0])
+        >>> online.restore([Tracklet("a", 1, np.arange(3.0), np.zeros((3, 2)), red)])
+        0
+        >>> online.assign([Tracklet("a", 2, np.arange(5.0, 8.0), np.zeros((3, 2)), red)])
+        [0]
+        """
+        if not members:
+            raise ValueError("an identity needs at least one tracklet")
+        taken = [t.key for t in members if t.key in self._ids]
+        if taken:
+            raise ValueError(f"tracklets already have an identity: {taken}")
+        number = len(self._members)
+        for tracklet in members:
+            self._join(tracklet, number)
+        return number
+
     def _join(self, tracklet: Tracklet, number: int) -> None:
         if number == len(self._members):
             self._members.append([])

@@ -77,6 +77,11 @@ class SiteConfig(BaseModel):
     association: AssociationConfig = Field(
         default_factory=lambda: AssociationConfig(max_cost=0.25, linkage="single")
     )
+    memory_s: float = Field(
+        default=3600.0,
+        ge=0,
+        description="on start, identities seen this long before the last stored track are restored",
+    )
 
 
 class ServiceConfig(BaseModel):
@@ -188,7 +193,8 @@ class Service:
         site = config.site
         self.associator = OnlineAssociator(site.topology, site.association)
         self._locators = {c.id: Locator(c) for c in site.cameras if c.has_ground_calibration}
-        self._global_offset = self.store.max_global_id() + 1  # ids never reuse those of earlier runs
+        self._global_ids: dict[int, int] = {}  # the associator's identity number -> stored global id
+        self._next_global = self.store.max_global_id() + 1  # ids never reuse those of earlier runs
         self.engine = SearchEngine(self.index, embedder)
         self._cameras: dict[str, _Camera] = {}
         self._accepted_until = self.store.last_timestamps()
@@ -206,7 +212,9 @@ class Service:
 
     # ------------------------------------------------------------------------------- life cycle
     def start(self) -> None:
-        """Index the tracks a previous process left open, then start the worker and admit batches."""
+        """Restore recent identities, index the tracks a previous process left open, then start the
+        worker and admit batches."""
+        self._restore_identities()
         self._index_ended(everything=True)
         self._worker = threading.Thread(target=self._run, name="crossview-ingest", daemon=True)
         self._worker.start()
@@ -511,10 +519,41 @@ class Service:
         fresh.sort(key=lambda pair: pair[1].t_start)
         started = time.perf_counter()
         numbers = self.associator.assign([tracklet for _, tracklet in fresh])
-        assigned = [(track.id, self._global_offset + n) for (track, _), n in zip(fresh, numbers, strict=True)]
+        assigned = [(track.id, self._global_id(n)) for (track, _), n in zip(fresh, numbers, strict=True)]
         self.store.set_global_ids(assigned)
         self._timed("associate", started)
         return {t.id: t.global_id for t in ended if t.global_id >= 0} | dict(assigned)
+
+    def _global_id(self, number: int) -> int:
+        """The stored global id of the associator's identity ``number`` (a new one if it is new)."""
+        if number not in self._global_ids:
+            self._global_ids[number] = self._next_global
+            self._next_global += 1
+        return self._global_ids[number]
+
+    def _restore_identities(self) -> int:
+        """Give the associator the identities of the last ``memory_s`` of stored tracks; how many.
+
+        A process that restarts then goes on joining new tracks to the objects it saw before.
+        """
+        latest = max(self.store.last_timestamps().values(), default=None)
+        if latest is None:
+            return 0
+        restored = 0
+        since = latest - self.config.site.memory_s
+        after = -1
+        while batch := self.store.global_tracks(start=since, after_id=after, limit=500):
+            for global_id, members in batch:
+                tracklets = []
+                for track in members:
+                    embedding = self.store.track_embedding(track.camera_id, track.track_id)
+                    if embedding is not None:
+                        tracklets.append(self._tracklet(track, embedding))
+                if tracklets:
+                    self._global_ids[self.associator.restore(tracklets)] = global_id
+                    restored += 1
+            after = batch[-1][0]
+        return restored
 
     def _tracklet(self, track: TrackRow, embedding: NDArray[np.float32]) -> Tracklet:
         rows = self.store.detections_of(track.camera_id, track.track_id)
