@@ -1,26 +1,33 @@
-"""The service core, independent of HTTP: admission, the ingest worker, tracking, indexing, search.
+"""The service core, independent of HTTP: admission, the ingest worker, tracking, indexing,
+cross-camera identities and search.
 
 ``Service`` owns one data directory: ``service.sqlite`` (``ServiceStore``: the ingest journal,
 tracked detections and tracks), ``index/`` (a durable ``FaissIndex`` of ended tracks) and
 ``keys.sqlite`` (API keys, used by the HTTP layer).
 
-Flow of one ingest batch (one camera, frames in time order, detections with optional embeddings):
+Flow of one ingest batch (one camera, frames in time order): either detections with optional
+embeddings (``submit``), or encoded images (``submit_images``) that the worker detects and embeds.
 
-1. ``submit`` checks it (shapes, embedding size, time after the camera's last accepted frame) and
-   admits it only while fewer than ``max_queued_batches`` wait; beyond that it raises ``Overloaded``
-   with a retry time, *before* anything is stored, so a refused batch was never acknowledged.
-2. Admitted, the batch is committed to the journal; only then is it acknowledged.
-3. The worker thread processes journal batches oldest first: the camera's tracker gives track ids,
-   and the tracked detections and track spans are written while the batch is marked done, in one
-   transaction.
-4. A track idle for ``track_idle_s`` of its camera's time has ended: its appearance (the
-   confidence-weighted mean of its detections' embeddings, read back from the store) is added to
-   the index, through the index's circuit breaker. While the breaker is open the track waits and
-   is indexed once the index is healthy again; nothing is dropped.
+1. The batch is checked (shapes, embedding size, decodable images, time after the camera's last
+   accepted frame) and admitted only while fewer than ``max_queued_batches`` wait; beyond that
+   ``Overloaded`` is raised with a retry time, *before* anything is stored, so a refused batch
+   was never acknowledged.
+2. Admitted, the batch (and its images) is committed to the journal; only then is it acknowledged.
+3. The worker thread processes journal batches oldest first: detection and embedding for images,
+   each through its model's circuit breaker (a failing model leaves the batch queued, in order,
+   for a later try), then the camera's tracker. The tracked detections and track spans are
+   written while the batch is marked done, in one transaction.
+4. A track idle for ``track_idle_s`` of its camera's time has ended. Its appearance (the
+   confidence-weighted mean of its detections' embeddings, read back from the store) gives it a
+   global identity (``OnlineAssociator``, with the site's topology and calibration when given)
+   and is added to the index through the index's circuit breaker. While the breaker is open the
+   track waits and is indexed once the index is healthy again; nothing is dropped.
 
-``stop`` refuses new batches, lets the worker finish what was accepted (up to ``drain_timeout_s``),
-indexes every remaining track (their trackers end with the process) and flushes the index.
-Whatever was accepted but not processed in time stays in the journal for the next start.
+``start`` restores the identities of recent tracks and indexes what a previous process left
+open. ``stop`` refuses new batches, lets the worker finish what was accepted (up to
+``drain_timeout_s``), indexes every remaining track (their trackers end with the process) and
+flushes the index. Whatever was accepted but not processed in time stays in the journal for the
+next start.
 """
 
 from __future__ import annotations
