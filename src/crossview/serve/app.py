@@ -50,6 +50,7 @@ from crossview.serve.service import (
     ServiceConfig,
     Unavailable,
     decode_image,
+    hit_fields,
     query_embedding,
 )
 from crossview.serve.store import TrackRow
@@ -807,18 +808,4 @@ def _search(
 
 
 def _hit(hit: Hit) -> HitOut:
-    entry = hit.entry
-    return HitOut(
-        rank=hit.rank,
-        track=hit.id,
-        camera_id=entry.camera_id,
-        track_id=entry.track_id,
-        global_id=entry.global_id,
-        class_id=entry.class_id,
-        t_start=entry.t_start,
-        t_end=entry.t_end,
-        distance=hit.distance,
-        appearance=hit.appearance,
-        rerank=hit.rerank,
-        context=hit.context,
-    )
+    return HitOut(**hit_fields(hit))

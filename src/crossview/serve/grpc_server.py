@@ -60,6 +60,7 @@ from crossview.serve.service import (
     Service,
     Unavailable,
     decode_image,
+    hit_fields,
     query_embedding,
 )
 
@@ -384,21 +385,7 @@ def image_query(data: bytes) -> np.ndarray[Any, np.dtype[np.uint8]]:
 
 def hit_message(hit: Hit) -> pb.Hit:
     """A search hit as a ``Hit`` message."""
-    entry = hit.entry
-    return pb.Hit(
-        rank=hit.rank,
-        track=hit.id,
-        camera_id=entry.camera_id,
-        track_id=entry.track_id,
-        global_id=entry.global_id,
-        class_id=entry.class_id,
-        t_start=entry.t_start,
-        t_end=entry.t_end,
-        distance=hit.distance,
-        appearance=hit.appearance,
-        rerank=hit.rerank,
-        context=hit.context,
-    )
+    return pb.Hit(**hit_fields(hit))
 
 
 def _retry_after(seconds: float) -> str:

@@ -616,6 +616,25 @@ class Service:
         return self.store.tracks(**query)
 
 
+def hit_fields(hit: Hit) -> dict[str, Any]:
+    """A search hit as the flat fields both APIs answer with (REST ``HitOut``, gRPC ``Hit``)."""
+    entry = hit.entry
+    return {
+        "rank": hit.rank,
+        "track": hit.id,
+        "camera_id": entry.camera_id,
+        "track_id": entry.track_id,
+        "global_id": entry.global_id,
+        "class_id": entry.class_id,
+        "t_start": entry.t_start,
+        "t_end": entry.t_end,
+        "distance": hit.distance,
+        "appearance": hit.appearance,
+        "rerank": hit.rerank,
+        "context": hit.context,
+    }
+
+
 def _check_camera(camera_id: str) -> None:
     if not camera_id or len(camera_id) > 128:
         raise ValueError("camera_id must be 1-128 characters")
@@ -698,5 +717,6 @@ __all__ = [
     "SiteConfig",
     "Unavailable",
     "decode_image",
+    "hit_fields",
     "query_embedding",
 ]

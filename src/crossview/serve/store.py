@@ -14,6 +14,7 @@ offset past the largest one already stored (``track_offset``): ids never collide
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 import threading
@@ -100,17 +101,7 @@ class TrackRow:
     indexed: bool
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "camera_id": self.camera_id,
-            "track_id": self.track_id,
-            "class_id": self.class_id,
-            "t_start": self.t_start,
-            "t_end": self.t_end,
-            "detections": self.detections,
-            "global_id": self.global_id,
-            "indexed": self.indexed,
-        }
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True, slots=True)
