@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -222,3 +223,52 @@ def test_in_memory_index_leaves_no_files(tmp_path: Path, monkeypatch: pytest.Mon
         index.flush()
         assert index.count() == 30
     assert not list(tmp_path.iterdir())
+
+
+def private_modes(folder: Path) -> list[str]:
+    """The names of every file under ``folder``, asserting directories 0700 and files 0600."""
+    names = []
+    for directory, _, files in os.walk(folder):
+        assert stat.S_IMODE(os.stat(directory).st_mode) == 0o700, directory
+        for name in files:
+            assert stat.S_IMODE(os.stat(Path(directory) / name).st_mode) == 0o600, name
+            names.append(name)
+    return sorted(names)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+def test_the_index_files_are_private_whatever_the_umask(tmp_path: Path) -> None:
+    # The index holds appearance vectors of people: nobody but its owner may read them.
+    folder = tmp_path / "index"
+    previous = os.umask(0o022)
+    try:
+        index = FaissIndex(folder, DIM, factory="HNSW32", save_every=BATCH)
+        for batch in range(3):
+            index.add(*batch_data(batch))
+        index.flush()
+        open_names = private_modes(folder)  # while open: the SQLite -wal and -shm files exist
+        assert {"meta.sqlite", "meta.sqlite-wal", "meta.sqlite-shm"} <= set(open_names)
+        assert any(name.endswith(".faiss") for name in open_names)
+        assert any(name.endswith(".labels.npz") for name in open_names)
+        index.close()
+        private_modes(folder)
+        # reopened (snapshot loaded, caught up, written again) it stays private
+        reopened = FaissIndex(folder, DIM, factory="HNSW32", save_every=BATCH)
+        reopened.add(*batch_data(3))
+        reopened.flush()
+        assert reopened.count() == 4 * BATCH
+        private_modes(folder)
+        reopened.close()
+    finally:
+        os.umask(previous)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+def test_an_existing_lax_index_directory_is_tightened(tmp_path: Path) -> None:
+    folder = tmp_path / "index"
+    folder.mkdir(mode=0o755)
+    folder.chmod(0o755)
+    with FaissIndex(folder, DIM, factory="Flat") as index:
+        index.add(*batch_data(0))
+        index.flush()
+    private_modes(folder)

@@ -6,14 +6,17 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import cv2
 import httpx
 import numpy as np
 import pytest
@@ -50,7 +53,8 @@ class ServerProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = data_dir.parent / f"server-{self.port}.log"
         command = [sys.executable, "-m", "crossview.cli", "serve", "--data-dir", str(data_dir)]
-        command += ["--port", str(self.port), *args]
+        # the tests' clients declare their detector as "test-detector": a name the service must know
+        command += ["--port", str(self.port), "--model", "test-detector", *args]
         self._log_file = self.log.open("wb")
         self.process = subprocess.Popen(
             command, stdout=self._log_file, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
@@ -92,10 +96,13 @@ class ThreadServer:
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None, lifespan="on")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.stoppers: list[Callable[[], object]] = []  # run first by stop (e.g. a gRPC server beside)
         self.thread.start()
         wait_until(lambda: httpx.get(f"{self.url}/healthz", timeout=1.0).status_code == 200, what="server")
 
     def stop(self) -> None:
+        for stopper in self.stoppers:
+            stopper()
         self.server.should_exit = True
         self.thread.join(timeout=30)
 
@@ -144,3 +151,80 @@ def server(data_dir: Path) -> Iterator[ServerProcess]:
     yield process
     if process.process.poll() is None:
         process.terminate()
+
+
+def png_bomb(width: int, height: int) -> bytes:
+    """A real, well-formed PNG of ``width`` x ``height`` black pixels, a few kilobytes long.
+
+    1-bit greyscale rows of zeros compress about 1000:1, yet OpenCV decodes the image to
+    ``width * height * 3`` bytes of BGR: a decompression bomb. Streamed, so the test never holds
+    the raw pixels either.
+    """
+    compressor = zlib.compressobj(9)
+    row = bytes(1 + (width + 7) // 8)  # filter byte 0, then the packed bits
+    body = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+
+
+def encoded(image: np.ndarray, extension: str = ".png") -> bytes:
+    ok, data = cv2.imencode(extension, image)
+    assert ok
+    return data.tobytes()
+
+
+def noise(height: int, width: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def rss_mib(pid: int) -> float:
+    """A process's resident memory (VmRSS), MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for process {pid}")
+
+
+def raw_request(port: int, head: str, body: bytes = b"", timeout: float = 10.0) -> bytes:
+    """Send ``head`` (request line and headers, without the blank line) and ``body`` over a plain
+    socket, then read the answer until the server closes or ``timeout``: what a client sees when
+    it sends less than it declared."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as connection:
+        connection.sendall(head.encode() + b"\r\n\r\n" + body)
+        answer = b""
+        try:
+            while b"\r\n\r\n" not in answer or not _complete(answer):
+                chunk = connection.recv(65536)
+                if not chunk:
+                    break
+                answer += chunk
+        except TimeoutError:
+            pass
+        return answer
+
+
+def _complete(answer: bytes) -> bool:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            return len(body) >= int(line.split(b":")[1])
+    return False
+
+
+def ingest_images(
+    url: str, token: str, camera: str, images: list[bytes], start: int = 0, fps: float = 10.0, **headers: str
+) -> httpx.Response:
+    """``POST /v1/ingest/frames`` with frames ``start, start + 1, ...``."""
+    files = [("images", (f"{start + i}.png", data, "image/png")) for i, data in enumerate(images)]
+    form = {
+        "camera_id": camera,
+        "timestamps": ",".join(str((start + i) / fps) for i in range(len(images))),
+        "frame_indices": ",".join(str(start + i) for i in range(len(images))),
+    }
+    return httpx.post(
+        f"{url}/v1/ingest/frames", data=form, files=files, headers={**auth(token), **headers}, timeout=60
+    )

@@ -12,7 +12,15 @@ from numpy.typing import NDArray
 from pydantic import ValidationError
 from scipy.stats import ks_2samp
 
-from crossview.serve.drift import DriftConfig, DriftMonitor, DriftReport, KsResult, ks, psi
+from crossview.serve.drift import (
+    DriftConfig,
+    DriftMonitor,
+    DriftReport,
+    KsResult,
+    _EmbeddingSeries,  # its held vectors are the memory bound under test
+    ks,
+    psi,
+)
 
 STREAM = "c1/yolox-nano"
 
@@ -121,6 +129,18 @@ def test_config_defaults_and_validation() -> None:
         DriftConfig(window_size=50, min_samples=100)
     with pytest.raises(ValidationError):
         config.bins = 5
+
+
+def test_centroid_size_defaults_and_validation() -> None:
+    assert DriftConfig().centroid_size == 256
+    # a reference smaller than the default takes all of itself as the centroid's vectors
+    small = {"reference_size": 100, "window_size": 100, "min_samples": 50}
+    assert DriftConfig.model_validate(small).centroid_size == 100
+    assert DriftConfig.model_validate({**small, "centroid_size": 10}).centroid_size == 10
+    with pytest.raises(ValueError, match=r"centroid_size \(101\) exceeds reference_size \(100\)"):
+        DriftConfig.model_validate({**small, "centroid_size": 101})
+    with pytest.raises(ValidationError):
+        DriftConfig(centroid_size=0)
 
 
 # --- monitor: confidences --------------------------------------------------------------------------
@@ -459,3 +479,85 @@ def test_concurrent_observers_lose_nothing() -> None:
         own = reports[(f"own-{seed}", "confidence")]
         assert (own.reference_count, own.recent_count) == (batches * batch, 0)
     assert len(reports) == threads_n + 2
+
+
+def _held_vectors(series: _EmbeddingSeries) -> tuple[int, ...] | None:
+    """The shape of the vectors ``series`` holds (its pending buffer), None once it holds none."""
+    return None if series._pending is None else series._pending.shape
+
+
+def test_an_embedding_stream_holds_at_most_centroid_size_vectors() -> None:
+    # The pending buffer is the only place vectors are held: 64 x 480 here, never 2000 x 480.
+    rng = np.random.default_rng(5)
+    series = _EmbeddingSeries(reference_size=2000, window_size=500, centroid_size=64)
+    vectors = rng.normal(size=(2600, 480))
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    series.add(vectors[:40])
+    assert _held_vectors(series) == (64, 480)
+    assert series.reference_count == 40
+    series.add(vectors[40:1000])
+    assert _held_vectors(series) is None and series.reference_count == 1000  # the rest as distances
+    series.add(vectors[1000:])
+    assert _held_vectors(series) is None
+    assert (series.reference_count, series.series.recent_count) == (2000, 500)
+    centroid = vectors[:64].mean(axis=0)
+    centroid /= np.linalg.norm(centroid)
+    reference, recent = series.series.snapshot()
+    np.testing.assert_allclose(reference, 1 - vectors[:2000] @ centroid, atol=1e-5)
+    np.testing.assert_allclose(recent, 1 - vectors[-500:] @ centroid, atol=1e-5)
+
+
+def test_a_rotated_cluster_still_drifts_with_the_default_centroid() -> None:
+    rng = np.random.default_rng(11)
+    monitor = DriftMonitor()
+    assert monitor.config.centroid_size == 256
+    mode = np.zeros(64)
+    mode[0] = 1.0
+    monitor.observe_embeddings("c1/osnet", mode + 0.3 * rng.normal(size=(2000, 64)))
+    elsewhere = np.zeros(64)
+    elsewhere[1] = 1.0
+    monitor.observe_embeddings("c1/osnet", elsewhere + 0.3 * rng.normal(size=(500, 64)))
+    (report,) = monitor.report()
+    assert (report.reference_count, report.recent_count) == (2000, 500)
+    assert report.drifted and report.psi > 0.25 and report.ks_pvalue < 1e-6
+
+
+def test_streams_forget_and_forget_where() -> None:
+    monitor = DriftMonitor(DriftConfig(reference_size=50, window_size=20, min_samples=10))
+    rng = np.random.default_rng(0)
+    assert monitor.streams() == []
+    for stream in ("gate/yolox", "yard/motion", "gate/motion"):
+        monitor.observe_confidences(stream, rng.random(60))
+    monitor.observe_embeddings("gate/motion", rng.random((5, 8)) + 0.1)
+    monitor.observe_embeddings("yard/osnet", rng.random((5, 8)) + 0.1)  # embeddings only
+    assert monitor.streams() == ["gate/motion", "gate/yolox", "yard/motion", "yard/osnet"]
+
+    assert monitor.forget("gate/motion")  # both of its signals
+    assert not monitor.forget("gate/motion")
+    assert not monitor.forget("never-seen")
+    assert "gate/motion" not in {r.stream for r in monitor.report()}
+
+    assert monitor.forget_where(lambda name: name.startswith("yard/")) == ["yard/motion", "yard/osnet"]
+    assert monitor.forget_where(lambda name: name.startswith("yard/")) == []
+    assert monitor.streams() == ["gate/yolox"]
+    assert [(r.stream, r.signal) for r in monitor.report()] == [("gate/yolox", "confidence")]
+    with pytest.raises(ValueError, match="stream name must be a non-empty string"):
+        monitor.forget("")
+
+
+def test_a_forgotten_stream_starts_a_fresh_reference() -> None:
+    config = DriftConfig(reference_size=50, window_size=20, min_samples=10)
+    monitor = DriftMonitor(config)
+    rng = np.random.default_rng(1)
+    monitor.observe_confidences(STREAM, rng.random(70))
+    monitor.observe_embeddings(STREAM, rng.random((70, 8)) + 0.1)
+    assert [(r.reference_count, r.recent_count) for r in monitor.report()] == [(50, 20), (50, 20)]
+    assert monitor.forget(STREAM)
+    assert monitor.report() == [] and monitor.streams() == []
+    monitor.observe_confidences(STREAM, rng.random(5))
+    # a new embedding dimension is fine: nothing of the old stream is left
+    monitor.observe_embeddings(STREAM, rng.random((7, 16)) + 0.1)
+    assert [(r.signal, r.reference_count, r.recent_count) for r in monitor.report()] == [
+        ("confidence", 5, 0),
+        ("embedding", 7, 0),
+    ]

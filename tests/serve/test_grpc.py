@@ -16,11 +16,12 @@ import pytest
 
 from crossview.embed.color import ColorHistogramEmbedder
 from crossview.serve.breaker import BreakerConfig
+from crossview.serve.gate import Gate, GateConfig
 from crossview.serve.grpc_gen import crossview_pb2 as pb
 from crossview.serve.grpc_gen import crossview_pb2_grpc as pb_grpc
 from crossview.serve.grpc_server import start_grpc_server
 from crossview.serve.keys import JwtVerifier, KeyStore
-from crossview.serve.limits import RateLimit, RateLimiter
+from crossview.serve.limits import RateLimit
 from crossview.serve.service import Service, ServiceConfig
 
 from .conftest import wait_until
@@ -37,6 +38,7 @@ class Grpc:
 
     service: Service
     keys: KeyStore
+    gate: Gate
     stub: pb_grpc.CrossviewStub
     port: int
 
@@ -52,19 +54,23 @@ def serving(
     rate: RateLimit | None = None,
     start: bool = True,
     max_message_bytes: int = 16 * 1024 * 1024,
+    gate_config: dict[str, Any] | None = None,
     **config: Any,
 ) -> Iterator[Grpc]:
+    config.setdefault("models", ("test-detector",))
     service = Service(ServiceConfig(data_dir=data_dir, **config), ColorHistogramEmbedder())
     keys = KeyStore(data_dir / "keys.sqlite")
     if start:
         service.start()
-    limiter = RateLimiter(rate or RateLimit(rate_per_s=1000.0, burst=1000))
-    server, port = start_grpc_server(
-        service, keys, limiter, jwt=JwtVerifier(JWT_SECRET), max_message_bytes=max_message_bytes
+    gate = Gate(
+        GateConfig(rate_limit=rate or RateLimit(rate_per_s=1000.0, burst=1000), **(gate_config or {})),
+        keys,
+        JwtVerifier(JWT_SECRET),
     )
+    server, port = start_grpc_server(service, gate, max_message_bytes=max_message_bytes)
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     try:
-        yield Grpc(service, keys, pb_grpc.CrossviewStub(channel), port)
+        yield Grpc(service, keys, gate, pb_grpc.CrossviewStub(channel), port)
     finally:
         channel.close()
         server.stop(grace=None).wait()
@@ -244,8 +250,8 @@ def test_bad_input_is_invalid_argument_naming_the_problem(api: Grpc) -> None:
     assert "before its start" in search_error(
         embedding=pb.Embedding(values=looks(1)[0]), filter=reversed_range
     )
-    assert "not a decodable image" in search_error(image=b"not an image")
-    assert "not a decodable image" in search_error(image=b"")
+    assert "unsupported image format" in search_error(image=b"not an image")
+    assert "image is empty" in search_error(image=b"")
     # nothing refused reached the journal
     wait_until(lambda: api.service.store.counts()["batches_queued"] == 0, what="the queue to drain")
     counts = api.service.store.counts()
@@ -300,7 +306,7 @@ def test_search_finds_ended_tracks_by_embedding_track_and_image(api: Grpc) -> No
     assert len(search(api, token, image=png((30, 40, 200)), k=10).hits) == 3
     garbage = refused(api.stub.Search, pb.SearchRequest(image=b"\x89PNG garbage"), metadata=auth(token))
     assert garbage.code() is grpc.StatusCode.INVALID_ARGUMENT
-    assert "not a decodable image" in (garbage.details() or "")
+    assert "the query image:" in (garbage.details() or "")
 
 
 def test_track_not_ended_yet_is_failed_precondition(api: Grpc) -> None:
@@ -367,9 +373,8 @@ def test_messages_over_the_limit_are_refused(tmp_path: Path) -> None:
 
 
 def test_a_port_in_use_is_an_error(api: Grpc) -> None:
-    limiter = RateLimiter(RateLimit(rate_per_s=1.0, burst=1))
     with pytest.raises(RuntimeError, match="cannot bind"):
-        start_grpc_server(api.service, api.keys, limiter, port=api.port)
+        start_grpc_server(api.service, api.gate, port=api.port)
     assert api.stub.Health(pb.HealthRequest(), timeout=TIMEOUT).status == "ok"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import stat
 import sys
@@ -503,3 +504,79 @@ def test_key_record_active_property() -> None:
     rec = KeyRecord("0123456789ab", "n", ALL_SCOPES, 1.0, None)
     assert rec.active
     assert not KeyRecord("0123456789ab", "n", ALL_SCOPES, 1.0, 2.0).active
+
+
+@pytest.fixture
+def frozen_now(monkeypatch: pytest.MonkeyPatch) -> int:
+    """The verifier's clock stopped at a whole second, so that "one second over" is exact."""
+    now = int(time.time())
+    monkeypatch.setattr(time, "time", lambda: float(now))
+    return now
+
+
+LIFETIME_CLAIMS: dict[str, object] = {"sub": "alice", "scope": "read"}
+
+
+def test_jwt_exp_at_most_max_lifetime_ahead(frozen_now: int) -> None:
+    verifier = JwtVerifier(SECRET, max_lifetime_s=3600.0)
+    assert verifier.verify(_encode({**LIFETIME_CLAIMS, "exp": frozen_now + 3600})) is not None  # the limit
+    assert verifier.verify(_encode({**LIFETIME_CLAIMS, "exp": frozen_now + 3601})) is None  # 1 s over
+    lenient = JwtVerifier(SECRET, max_lifetime_s=3600.0, leeway_s=30.0)
+    assert lenient.verify(_encode({**LIFETIME_CLAIMS, "exp": frozen_now + 3630})) is not None
+    assert lenient.verify(_encode({**LIFETIME_CLAIMS, "exp": frozen_now + 3631})) is None
+
+
+def test_jwt_exp_minus_iat_at_most_max_lifetime(frozen_now: int) -> None:
+    verifier = JwtVerifier(SECRET, max_lifetime_s=3600.0)
+    at_limit = {**LIFETIME_CLAIMS, "iat": frozen_now - 3000, "exp": frozen_now + 600}
+    assert verifier.verify(_encode(at_limit)) is not None
+    over = {**LIFETIME_CLAIMS, "iat": frozen_now - 3000, "exp": frozen_now + 601}
+    assert verifier.verify(_encode(over)) is None  # only 601 s ahead, but a lifetime of 3601 s
+
+
+def test_jwt_absurd_or_malformed_times_are_refused_without_raising(frozen_now: int) -> None:
+    capped = JwtVerifier(SECRET)  # a day by default
+    for exp in (10**30, 10**400, 1e308, math.inf, math.nan, "soon", True, None, [1]):
+        assert capped.verify(_encode({**LIFETIME_CLAIMS, "exp": exp})) is None, exp
+    unlimited = JwtVerifier(SECRET, max_lifetime_s=None)
+    assert unlimited.verify(_encode({**LIFETIME_CLAIMS, "exp": 10**30})) is not None
+    assert unlimited.verify(_encode({**LIFETIME_CLAIMS, "exp": 1e308})) is not None
+    for verifier in (capped, unlimited):
+        for exp in (math.inf, math.nan, "soon"):
+            assert verifier.verify(_encode({**LIFETIME_CLAIMS, "exp": exp})) is None, exp
+        for iat in (math.inf, -math.inf, math.nan, "yesterday", True, 10**400):
+            token = _encode({**LIFETIME_CLAIMS, "iat": iat, "exp": frozen_now + 60})
+            assert verifier.verify(token) is None, iat
+
+
+def test_jwt_issued_in_the_future_is_refused(frozen_now: int) -> None:
+    for verifier in (JwtVerifier(SECRET), JwtVerifier(SECRET, max_lifetime_s=None)):
+        ahead = {**LIFETIME_CLAIMS, "iat": frozen_now + 600, "exp": frozen_now + 1200}
+        assert verifier.verify(_encode(ahead)) is None
+    lenient = JwtVerifier(SECRET, leeway_s=30.0)
+    soon = {**LIFETIME_CLAIMS, "iat": frozen_now + 30, "exp": frozen_now + 60}
+    assert lenient.verify(_encode(soon)) is not None
+
+
+def test_jwt_issue_refuses_a_ttl_over_the_cap() -> None:
+    verifier = JwtVerifier(SECRET, max_lifetime_s=60.0)
+    token = verifier.issue("alice", "read", ttl_s=60)
+    claims = jwt.decode(token, SECRET, algorithms=["HS256"])
+    assert claims["exp"] - claims["iat"] == 60
+    assert verifier.verify(token) is not None
+    with pytest.raises(ValueError, match="exceeds this verifier's max_lifetime_s"):
+        verifier.issue("alice", "read", ttl_s=61)
+    with pytest.raises(ValueError, match="exceeds this verifier's max_lifetime_s"):
+        verifier.issue("alice", "read", ttl_s=60.5)  # rounded up to 61
+    with pytest.raises(ValueError, match="exceeds this verifier's max_lifetime_s"):
+        JwtVerifier(SECRET).issue("alice", "read", ttl_s=86401)
+    assert JwtVerifier(SECRET, max_lifetime_s=None).issue("alice", "read", ttl_s=10 * 86400)
+
+
+def test_jwt_max_lifetime_is_validated_and_shown() -> None:
+    for bad in (0.0, -1.0, math.inf, math.nan, "a day", True):
+        with pytest.raises(ValueError, match="max_lifetime_s"):
+            JwtVerifier(SECRET, max_lifetime_s=bad)  # type: ignore[arg-type]
+    assert "max_lifetime_s=86400.0" in repr(JwtVerifier(SECRET))
+    assert "max_lifetime_s=None" in repr(JwtVerifier(SECRET, max_lifetime_s=None))
+    assert "_max_lifetime_s" in JwtVerifier.__slots__

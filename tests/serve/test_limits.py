@@ -37,6 +37,16 @@ def test_refusal_takes_nothing() -> None:
     assert limiter.acquire("a") == 0.0
 
 
+def test_wait_time_looks_without_taking() -> None:
+    limiter, clock = make(rate=2.0, burst=2)
+    assert limiter.wait_time("new") == 0.0 and len(limiter) == 0  # an unseen key is not stored
+    limiter.acquire("a", cost=2)
+    assert limiter.wait_time("a") == 0.5 and limiter.wait_time("a") == 0.5  # nothing taken
+    clock.now += 0.5
+    assert limiter.wait_time("a") == 0.0 and limiter.wait_time("a", cost=2) == 0.5
+    assert limiter.acquire("a") == 0.0
+
+
 def test_refill_over_time() -> None:
     limiter, clock = make(rate=2.0, burst=3)
     for _ in range(3):

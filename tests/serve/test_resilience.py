@@ -21,6 +21,7 @@ from crossview.embed.color import ColorHistogramEmbedder
 from crossview.search.faiss_index import FaissIndex
 from crossview.serve.app import ServeConfig, create_app
 from crossview.serve.breaker import BreakerConfig
+from crossview.serve.gate import GateConfig
 from crossview.serve.limits import RateLimit
 from crossview.serve.service import ServiceConfig
 
@@ -45,7 +46,8 @@ def ingest(url: str, token: str, frames: list[dict[str, Any]], camera: str = "ga
 
 def thread_app(data_dir: Path, **service: Any) -> ThreadServer:
     config = ServeConfig(
-        service=ServiceConfig(data_dir=data_dir, **service), rate_limit=RateLimit(rate_per_s=1000, burst=1000)
+        service=ServiceConfig(data_dir=data_dir, **service),
+        gate=GateConfig(rate_limit=RateLimit(rate_per_s=1000, burst=1000)),
     )
     return ThreadServer(create_app(config))
 
@@ -119,7 +121,7 @@ def flaky(data_dir: Path) -> Iterator[tuple[ThreadServer, FlakyIndex]]:
             index_breaker=BreakerConfig(failure_threshold=3, recovery_s=0.5),
             track_idle_s=1.0,
         ),
-        rate_limit=RateLimit(rate_per_s=1000, burst=1000),
+        gate=GateConfig(rate_limit=RateLimit(rate_per_s=1000, burst=1000)),
     )
     index = FlakyIndex(data_dir / "index", DIM, factory="Flat")
     app = create_app(config)
@@ -214,7 +216,7 @@ def test_failing_models_hold_image_batches_until_they_heal(data_dir: Path) -> No
             model_breaker=BreakerConfig(failure_threshold=2, recovery_s=0.3),
             model_attempts=1000,
         ),
-        rate_limit=RateLimit(rate_per_s=1000, burst=1000),
+        gate=GateConfig(rate_limit=RateLimit(rate_per_s=1000, burst=1000)),
     )
     embedder = FlakyEmbedder()
     embedder.broken = True
@@ -261,8 +263,8 @@ def test_drift_of_confidences_shows_on_the_endpoint_and_in_metrics(data_dir: Pat
     from crossview.serve.drift import DriftConfig
 
     config = ServeConfig(
-        service=ServiceConfig(data_dir=data_dir),
-        rate_limit=RateLimit(rate_per_s=1000, burst=1000),
+        service=ServiceConfig(data_dir=data_dir, models=("yolox-nano",)),
+        gate=GateConfig(rate_limit=RateLimit(rate_per_s=1000, burst=1000)),
         drift=DriftConfig(reference_size=300, window_size=200, min_samples=100),
     )
     server = ThreadServer(create_app(config))

@@ -209,10 +209,12 @@ def test_bad_input_is_a_4xx_naming_the_problem(server: ServerProcess) -> None:
         files={"image": ("x.jpg", b"not an image", "image/jpeg")},
         headers=auth(token),
     )
-    assert (
-        garbage.status_code == 400
-        and "'x.jpg' is not a decodable image" in garbage.json()["error"]["message"]
+    assert garbage.status_code == 415 and garbage.json()["error"]["code"] == "unsupported_image"
+    assert "supported formats: jpeg, png, webp, bmp" in garbage.json()["error"]["message"]
+    truncated = httpx.post(
+        f"{url}/v1/search/image", files={"image": ("x.jpg", b"\xff\xd8\xff\xe0\x00")}, headers=auth(token)
     )
+    assert truncated.status_code == 422 and truncated.json()["error"]["code"] == "bad_image"
     malformed = httpx.post(
         f"{url}/v1/ingest/detections",
         content=b"{nope",
@@ -352,7 +354,15 @@ def test_frames_ingest_detects_and_tracks_like_the_library_pipeline(
         files=[("images", ("x.jpg", b"garbage", "image/jpeg"))],
         headers=auth(token),
     )
-    assert bad.status_code == 422 and "not a decodable image" in bad.json()["error"]["message"]
+    assert bad.status_code == 415 and "image 0 (frame index 0)" in bad.json()["error"]["message"]
+    cut = cv2.imencode(".jpg", images[0])[1].tobytes()[:400]  # a valid header, then nothing
+    broken = httpx.post(
+        f"{server.url}/v1/ingest/frames",
+        data={"camera_id": "street", "timestamps": "9.0"},
+        files=[("images", ("x.jpg", cut, "image/jpeg"))],
+        headers=auth(token),
+    )
+    assert broken.status_code == 422 and broken.json()["error"]["code"] == "bad_image"
     short = httpx.post(
         f"{server.url}/v1/ingest/frames",
         data={"camera_id": "street", "timestamps": "9.0,9.1"},

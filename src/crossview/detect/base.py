@@ -19,3 +19,15 @@ class Detector(Protocol):
     """
 
     def detect(self, frames: Sequence[Frame]) -> list[Detections]: ...
+
+
+@runtime_checkable
+class PerCameraState(Protocol):
+    """A detector that keeps state per camera (a background model, ...) that can be freed.
+
+    ``reset(camera_id)`` forgets one camera's state (every camera's with ``None``); the camera's
+    next frame starts it afresh. A service calls it when a camera goes idle, so that memory
+    follows the cameras that are sending, not every camera ever seen.
+    """
+
+    def reset(self, camera_id: str | None = None) -> None: ...

@@ -43,7 +43,8 @@ durable. The FAISS index is a cache, written atomically (temp file + fsync + ``o
 and every ``save_every`` added rows. On open the newest snapshot is loaded and caught up from
 SQLite (rows with a newer generation are re-added, ids no longer in SQLite are tombstoned); a
 missing or unusable snapshot is rebuilt from SQLite. A SIGKILL at any moment therefore loses no
-acknowledged add and exposes no half-written one.
+acknowledged add and exposes no half-written one. The index holds appearance vectors of people,
+so its directory is private (0700) and its files too (0600), whatever the umask.
 
 Memory: the live vectors are also kept as a float32 matrix (exact re-scoring, exact fallback,
 training, compaction), i.e. ``4 * dim`` bytes per entry beside whatever FAISS holds, plus 44 bytes of
@@ -77,6 +78,7 @@ import faiss
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from crossview.io.files import private_directory, private_file
 from crossview.search.columns import RECORD_FIELDS, MetadataColumns, Record, record
 from crossview.search.index import Entry, Filter, SearchHits, check_ids, check_vectors
 
@@ -173,9 +175,9 @@ class FaissIndex:
             self._directory = Path(path)
             if self._directory.exists() and not self._directory.is_dir():
                 raise ValueError(f"path must be a directory (or not exist yet), got the file {path}")
-            self._directory.mkdir(parents=True, exist_ok=True)
+            private_directory(self._directory)
             self._db = sqlite3.connect(
-                self._directory / "meta.sqlite", isolation_level=None, check_same_thread=False
+                private_file(self._directory / "meta.sqlite"), isolation_level=None, check_same_thread=False
             )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
@@ -673,11 +675,17 @@ class FaissIndex:
 
 @contextlib.contextmanager
 def _atomic(target: Path) -> Iterator[Path]:
-    """Yield a temporary path to write; then fsync it, rename it over ``target``, fsync the folder."""
+    """Yield a temporary path to write; then fsync it, rename it over ``target``, fsync the folder.
+
+    The temporary is created private (0600) before it is yielded, and set 0600 again before the
+    rename, since a writer that replaces the file rather than truncating it gets the umask's mode.
+    """
     temporary = target.with_name(target.name + ".tmp")
     try:
+        private_file(temporary)
         yield temporary
         with temporary.open("rb+") as handle:
+            os.fchmod(handle.fileno(), 0o600)
             os.fsync(handle.fileno())
         os.replace(temporary, target)
     except BaseException:

@@ -2,54 +2,60 @@
 
 Every route but ``/healthz`` and ``/readyz`` needs a credential, ``Authorization: Bearer <token>``
 (or ``X-API-Key: <token>``): an API key from ``crossview keys create`` or, when a JWT secret is
-configured, a signed JWT. Each route needs a scope (read, search, ingest; admin implies all):
-none or a bad one is 401, the wrong scope 403. Each credential has a token bucket (429 with
-``Retry-After`` when empty). Bodies over ``max_body_bytes`` are refused with 413 before they are
-read in full. A full ingest queue is 503 with ``Retry-After``, and so is an open circuit breaker
-around the index. Errors are JSON ``{"error": {"code", "message"}, "request_id"}``; every
-response carries ``X-Request-ID``, and each request is logged as one JSON line.
+configured, a signed JWT. Each route declares the scope it needs (read, search, ingest; admin
+implies all) in its OpenAPI operation as ``x-required-scope``.
+
+What guards a request, before its body is read, is ``crossview.serve.http`` (the request context,
+the guard) and ``crossview.serve.gate`` (draining, failed-auth limit per address, credential,
+scope, rate limit, requests in flight); refusals and their statuses are ``crossview.serve.errors``.
+The routes here parse what was admitted and call the ``Service``. Errors are JSON
+``{"error": {"code", "message"}, "request_id"}``; every response carries ``X-Request-ID``, and
+each request is logged as one JSON line.
 """
 
 import json
 import logging
-import math
-import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from http import HTTPStatus
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from fastapi import Depends, FastAPI, File, Form, Path, Query, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Form, Header, Path, Query, Request, Response, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crossview.core.detections import Detections
 from crossview.embed.base import Embedder
 from crossview.embed.color import ColorHistogramEmbedder
 from crossview.search.engine import Hit
 from crossview.search.index import Filter
-from crossview.serve.breaker import BreakerOpenError, BreakerState
+from crossview.serve.breaker import BreakerState
 from crossview.serve.drift import DriftConfig, DriftMonitor
+from crossview.serve.errors import (
+    InvalidRequest,
+    Overloaded,
+    RateLimited,
+    ServiceError,
+    Unauthenticated,
+    retry_after_header,
+)
+from crossview.serve.gate import Gate, GateConfig
 from crossview.serve.grpc_server import start_grpc_server
+from crossview.serve.http import Guard, RequestContext, access
 from crossview.serve.keys import JwtVerifier, KeyStore, Principal
 from crossview.serve.keys import Scope as KeyScope
-from crossview.serve.limits import RateLimit, RateLimiter
 from crossview.serve.metrics import ServiceMetrics
 from crossview.serve.service import (
-    BackendFailure,
+    Ack,
     FrameInput,
+    Idempotency,
     ImageInput,
-    Overloaded,
     Service,
     ServiceConfig,
-    Unavailable,
-    decode_image,
     hit_fields,
     query_embedding,
 )
@@ -65,15 +71,20 @@ class ServeConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     service: ServiceConfig
-    rate_limit: RateLimit = Field(default_factory=lambda: RateLimit(rate_per_s=50.0, burst=100))
+    gate: GateConfig = Field(default_factory=GateConfig)
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    body_timeout_s: float = Field(default=30.0, gt=0, description="longest a request body may take to arrive")
     jwt_secret: SecretStr | None = None
+    jwt_issuer: str | None = Field(default=None, min_length=1, description="required 'iss' of JWTs")
+    jwt_audience: str | None = Field(default=None, min_length=1, description="required 'aud' of JWTs")
+    jwt_max_lifetime_s: float = Field(default=86400.0, gt=0, description="longest JWT lifetime accepted")
     drift: DriftConfig = Field(default_factory=DriftConfig)
     public_docs: bool = Field(
         default=False, description="serve /docs and /openapi.json to anyone (else /openapi.json needs read)"
     )
     grpc_host: str = "127.0.0.1"
     grpc_port: int | None = Field(default=None, ge=0, le=65535, description="also serve gRPC (0: any port)")
+    grpc_max_concurrent: int = Field(default=64, ge=1, description="gRPC calls at once; beyond: refused")
 
 
 # ----------------------------------------------------------------------------------------- schemas
@@ -212,99 +223,10 @@ class ErrorOut(BaseModel):
     request_id: str | None = None
 
 
-# -------------------------------------------------------------------------------------- middleware
-class BodyLimit:
-    """Refuses bodies over ``limit`` bytes with 413, before the app sees them.
-
-    A declared ``Content-Length`` is checked at once (the server enforces it as the framing). A
-    body sent without one (chunked) is read here first, up to the limit, and then handed on; one
-    that goes past the limit is refused as soon as it does.
-    """
-
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None:
-            if not declared.isdigit() or int(declared) > self.limit:
-                await _send_error(scope, send, 413, "payload_too_large", self._message())
-                return
-            await self.app(scope, receive, send)
-            return
-        buffered: list[Message] = []
-        received = 0
-        while True:
-            message = await receive()
-            buffered.append(message)
-            if message["type"] != "http.request":
-                break
-            received += len(message.get("body", b""))
-            if received > self.limit:
-                await _send_error(scope, send, 413, "payload_too_large", self._message())
-                return
-            if not message.get("more_body", False):
-                break
-
-        async def replay() -> Message:
-            return buffered.pop(0) if buffered else await receive()
-
-        await self.app(scope, replay, send)
-
-    def _message(self) -> str:
-        return f"request body over {self.limit} bytes"
-
-
-class IngestGate:
-    """Refuses ingest with 503 while the queue is full, before the body is read or parsed.
-
-    Parsing a megabyte of JSON only to refuse it would cost as much as accepting it, and the
-    refusals would slow the accepted requests under overload. The route checks again on admission.
-    """
-
-    PATHS = frozenset({"/v1/ingest/detections", "/v1/ingest/frames"})
-
-    def __init__(self, app: ASGIApp, service: Service, metrics: ServiceMetrics) -> None:
-        self.app = app
-        self.service = service
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        full = self.service.queued >= self.service.config.max_queued_batches
-        if full and scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in self.PATHS:
-            wait = self.service.retry_after()
-            self.metrics.refused_requests.labels("queue_full").inc()
-            message = f"ingest queue is full ({self.service.queued} batches waiting); retry in {wait:.1f} s"
-            await _send_error(scope, send, 503, "overloaded", message, _retry_after(wait))
-            return
-        await self.app(scope, receive, send)
-
-
-async def _send_error(
-    scope: Scope, send: Send, status: int, code: str, message: str, headers: dict[str, str] | None = None
-) -> None:
-    body = json.dumps({"error": {"code": code, "message": message}}).encode()
-    extra = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                *extra,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
 # ------------------------------------------------------------------------------------------- state
 class _State:
+    """What one app holds: the service, keys, gate, drift monitor and metrics."""
+
     def __init__(self, config: ServeConfig, embedder: Embedder) -> None:
         self.config = config
         self.metrics = ServiceMetrics()
@@ -318,11 +240,30 @@ class _State:
             self.metrics.set_breaker(backend, BreakerState.CLOSED)
         self.keys = KeyStore(config.service.data_dir / "keys.sqlite")
         secret = config.jwt_secret
-        self.jwt = None if secret is None else JwtVerifier(secret.get_secret_value())
-        self.limiter = RateLimiter(config.rate_limit)
+        self.jwt = (
+            None
+            if secret is None
+            else JwtVerifier(
+                secret.get_secret_value(),
+                issuer=config.jwt_issuer,
+                audience=config.jwt_audience,
+                max_lifetime_s=config.jwt_max_lifetime_s,
+            )
+        )
+        self.gate = Gate(config.gate, self.keys, self.jwt, on_refused=self.refused)
         self.drift = DriftMonitor(config.drift)
         self.embedder = embedder
         self.service.observers.append(self.observe)
+        self.service.camera_freed.append(self.forget_camera)
+
+    @property
+    def ready(self) -> bool:
+        return self.service.ready and not self.gate.draining
+
+    @property
+    def models(self) -> frozenset[str]:
+        """Every model name a drift stream or metric series may carry (a closed set)."""
+        return self.service.models | {self.service.detector_name}
 
     def observe(self, camera: str, model: str, tracked: Detections) -> None:
         """Per processed frame (worker thread): confidence and embedding metrics, drift windows."""
@@ -338,24 +279,40 @@ class _State:
             self.metrics.embeddings.labels(camera).inc(len(tracked))
             self.drift.observe_embeddings(stream, tracked.embedding)
 
+    def forget_camera(self, camera: str) -> None:
+        """A camera went idle (worker thread): drop its drift windows and metric series."""
+        for model in self.models:
+            self.drift.forget(f"{camera}/{model}")
+        self.metrics.forget_camera(camera, self.models)
 
-class ApiError(Exception):
-    """An error answered as ``{"error": {"code", "message"}}`` with its status and headers."""
+    def refused(self, error: ServiceError) -> None:
+        self.metrics.gate_refusals.labels(error.code).inc()
+        if type(error) is RateLimited:
+            self.metrics.rate_limited.inc()
 
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.headers = headers
+    def ingest_refusal(self) -> ServiceError | None:
+        """503 while the ingest queue is full, decided before the body is read."""
+        admission = self.service.admission
+        if not admission.full:
+            return None
+        self.metrics.refused_requests.labels("queue_full").inc()
+        wait = admission.retry_after()
+        return Overloaded(
+            f"ingest queue is full ({admission.queued} batches waiting); retry in {wait:.1f} s",
+            retry_after_s=wait,
+        )
+
+    def drain(self) -> None:
+        """SIGTERM: readiness turns 503 and new work is refused; requests in flight finish."""
+        self.gate.drain()
+        log.info(json.dumps({"event": "draining", "queued_batches": self.service.queued}))
 
 
-def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> ApiError:
-    return ApiError(status, code, message, headers)
-
-
-def _retry_after(seconds: float) -> dict[str, str]:
-    return {"Retry-After": str(max(1, math.ceil(seconds)))}
+def _idempotency(principal: Principal, key: str | None) -> Idempotency | None:
+    if key is None:
+        return None
+    owner = f"key:{principal.key_id}" if principal.key_id else f"jwt:{principal.subject}"
+    return Idempotency(owner, key)
 
 
 def create_app(config: ServeConfig, embedder: Embedder | None = None) -> FastAPI:
@@ -369,12 +326,12 @@ def create_app(config: ServeConfig, embedder: Embedder | None = None) -> FastAPI
         if config.grpc_port is not None:
             grpc_server, bound = start_grpc_server(
                 state.service,
-                state.keys,
-                state.limiter,
-                jwt=state.jwt,
+                state.gate,
+                metrics=state.metrics,
                 host=config.grpc_host,
                 port=config.grpc_port,
                 max_message_bytes=config.max_body_bytes,
+                max_concurrent_rpcs=config.grpc_max_concurrent,
             )
             app.state.grpc_port = bound
         started = {"event": "started", "data_dir": str(config.service.data_dir)}
@@ -396,49 +353,45 @@ def create_app(config: ServeConfig, embedder: Embedder | None = None) -> FastAPI
         openapi_url="/openapi.json" if config.public_docs else None,
         docs_url="/docs" if config.public_docs else None,
         redoc_url=None,
+        redirect_slashes=False,  # a redirect would build its Location from the client's Host header
         responses={
             401: {"model": ErrorOut, "description": "missing, malformed, unknown or revoked credential"},
             403: {"model": ErrorOut, "description": "the credential lacks the route's scope"},
-            413: {"model": ErrorOut, "description": "request body too large"},
-            429: {"model": ErrorOut, "description": "rate limit; see Retry-After"},
+            408: {"model": ErrorOut, "description": "the body did not arrive in time"},
+            413: {"model": ErrorOut, "description": "request body (or an image) too large"},
+            429: {"model": ErrorOut, "description": "rate limit or failed-auth limit; see Retry-After"},
+            503: {
+                "model": ErrorOut,
+                "description": "overloaded, draining or a backend down; see Retry-After",
+            },
         },
     )
     app.state.crossview = state
 
-    # --------------------------------------------------------------------------- auth dependency
-    def credential(request: Request) -> Principal:
-        header = request.headers.get("authorization", "")
-        token = (
-            header[7:].strip() if header[:7].lower() == "bearer " else request.headers.get("x-api-key", "")
-        )
-        if not token:
-            raise _error(401, "unauthenticated", "send an API key or JWT as 'Authorization: Bearer <token>'")
-        principal = state.keys.verify(token) if token.startswith("cvk_") else None
-        if principal is None and state.jwt is not None and token.count(".") == 2:
-            principal = state.jwt.verify(token)
-        if principal is None:
-            raise _error(401, "unauthenticated", "unknown, revoked, expired or malformed credential")
-        request.state.principal = principal.subject
+    def caller(request: Request) -> Principal:
+        """The principal the guard admitted (routes are never reached without one)."""
+        principal = getattr(request.state, "principal", None)
+        if not isinstance(principal, Principal):
+            raise Unauthenticated("send an API key or JWT as 'Authorization: Bearer <token>'")
         return principal
 
-    def scope(needed: KeyScope) -> Callable[[Principal], Awaitable[Principal]]:
-        async def check(principal: Annotated[Principal, Depends(credential)]) -> Principal:
-            if not principal.allows(needed):
-                raise _error(403, "forbidden", f"this credential lacks the {needed.value!r} scope")
-            wait = state.limiter.acquire(principal.key_id or f"jwt:{principal.subject}")
-            if wait > 0:
-                state.metrics.rate_limited.inc()
-                raise _error(
-                    429, "rate_limited", f"rate limit reached; retry in {wait:.2f} s", _retry_after(wait)
-                )
-            return principal
-
-        return check
+    Caller = Annotated[Principal, Depends(caller)]
+    IdempotencyKey = Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            max_length=128,
+            description="a retry with the same key gets the first answer instead of storing the batch twice",
+        ),
+    ]
 
     # --------------------------------------------------------------------------- error handlers
-    @app.exception_handler(ApiError)
-    async def api_error(request: Request, error: ApiError) -> JSONResponse:
-        return _json_error(request, error.status, error.code, error.message, error.headers)
+    @app.exception_handler(ServiceError)
+    async def service_error(request: Request, error: ServiceError) -> JSONResponse:
+        headers = (
+            None if error.retry_after_s is None else {"Retry-After": retry_after_header(error.retry_after_s)}
+        )
+        return _json_error(request, error.http_status, error.code, error.message, headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
@@ -452,112 +405,68 @@ def create_app(config: ServeConfig, embedder: Embedder | None = None) -> FastAPI
         )
         return _json_error(request, 422, "invalid_request", problems or "invalid request")
 
-    @app.exception_handler(BackendFailure)
-    async def backend_failed(request: Request, error: BackendFailure) -> JSONResponse:
-        return _json_error(request, 503, "backend_error", str(error), _retry_after(1.0))
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, error: Exception) -> JSONResponse:
-        log.exception("unhandled error in %s %s", request.method, request.url.path)
-        return _json_error(request, 500, "internal_error", f"internal error ({type(error).__name__})")
-
-    @app.exception_handler(BreakerOpenError)
-    async def breaker_open(request: Request, error: BreakerOpenError) -> JSONResponse:
-        return _json_error(request, 503, "backend_unavailable", str(error), _retry_after(error.retry_after_s))
-
-    # -------------------------------------------------------------------------- request context
-    @app.middleware("http")
-    async def context(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        request.state.request_id = request_id
-        started = time.perf_counter()
-        response = await call_next(request)
-        elapsed = time.perf_counter() - started
-        route = request.scope.get("route")
-        template = getattr(route, "path", "unmatched")
-        state.metrics.request_seconds.labels(template, request.method, str(response.status_code)).observe(
-            elapsed
-        )
-        response.headers["X-Request-ID"] = request_id
-        log.info(
-            json.dumps(
-                {
-                    "event": "request",
-                    "request_id": request_id,
-                    "method": request.method,
-                    "route": template,
-                    "status": response.status_code,
-                    "ms": round(elapsed * 1000, 2),
-                    "principal": getattr(request.state, "principal", None),
-                    "error": getattr(request.state, "error", None),
-                }
-            )
-        )
-        return response
-
     # ----------------------------------------------------------------------------------- routes
-    @app.get("/healthz", tags=["health"])
+    @app.get("/healthz", tags=["health"], openapi_extra=access(None))
     def healthz() -> dict[str, str]:
         """Liveness: the process answers."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"], responses={503: {"model": ErrorOut}})
+    @app.get("/readyz", tags=["health"], responses={503: {"model": ErrorOut}}, openapi_extra=access(None))
     def readyz() -> JSONResponse:
-        """Readiness: the worker runs and ingest is accepted; the index breaker's state."""
+        """Readiness: the worker runs, ingest is accepted and the service is not draining."""
         body = {
-            "ready": state.service.ready,
+            "ready": state.ready,
+            "draining": state.gate.draining,
             "queued_batches": state.service.queued,
             "index_breaker": state.service.index_breaker.state.value,
             **{f"{name}_breaker": b.state.value for name, b in state.service.model_breakers.items()},
         }
-        return JSONResponse(body, status_code=200 if state.service.ready else 503)
-
-    Ingest = Annotated[Principal, Depends(scope(KeyScope.INGEST))]
-    Read = Annotated[Principal, Depends(scope(KeyScope.READ))]
-    SearchScope = Annotated[Principal, Depends(scope(KeyScope.SEARCH))]
+        return JSONResponse(body, status_code=200 if state.ready else 503)
 
     if not config.public_docs:  # every route but health needs a credential, the schema included
 
-        @app.get("/openapi.json", include_in_schema=False)
-        def openapi(_: Read) -> JSONResponse:
+        @app.get("/openapi.json", include_in_schema=False, openapi_extra=access(KeyScope.READ))
+        def openapi() -> JSONResponse:
             return JSONResponse(app.openapi())
 
     @app.post(
         "/v1/ingest/detections",
         status_code=202,
         tags=["ingest"],
-        responses={422: {"model": ErrorOut}, 503: {"model": ErrorOut}},
+        responses={422: {"model": ErrorOut}},
+        openapi_extra=access(KeyScope.INGEST),
     )
-    def ingest(body: IngestIn, _: Ingest) -> IngestOut:
+    def ingest(
+        body: IngestIn, principal: Caller, response: Response, key: IdempotencyKey = None
+    ) -> IngestOut:
         """Accept one camera's frames of detections; 202 once stored durably (tracked later)."""
         try:
             frames = [_frame_input(frame, number) for number, frame in enumerate(body.frames)]
-            batch_id = state.service.submit(body.camera_id, frames, model=body.model)
-        except Overloaded as error:
-            state.metrics.refused_frames.labels("queue_full").inc(len(body.frames))
-            raise _error(503, "overloaded", str(error), _retry_after(error.retry_after_s)) from None
-        except Unavailable as error:
-            state.metrics.refused_frames.labels("unavailable").inc(len(body.frames))
-            raise _error(503, "unavailable", str(error), _retry_after(1.0)) from None
-        except ValueError as error:
-            state.metrics.refused_frames.labels("invalid").inc(len(body.frames))
-            raise _error(422, "invalid_request", str(error)) from None
-        state.metrics.ingested_frames.labels(body.camera_id).inc(len(frames))
-        count = sum(len(f.xyxy) for f in frames)
-        return IngestOut(batch_id=batch_id, frames=len(frames), detections=count, queued=state.service.queued)
+            ack = state.service.submit(
+                body.camera_id, frames, model=body.model, idempotency=_idempotency(principal, key)
+            )
+        except ServiceError as error:
+            state.metrics.refused_frames.labels(error.code).inc(len(body.frames))
+            raise
+        return _acknowledged(state, body.camera_id, ack, response)
 
     @app.post(
         "/v1/ingest/frames",
         status_code=202,
         tags=["ingest"],
-        responses={422: {"model": ErrorOut}, 503: {"model": ErrorOut}},
+        responses={415: {"model": ErrorOut}, 422: {"model": ErrorOut}},
+        openapi_extra=access(KeyScope.INGEST),
     )
     async def ingest_frames(
-        _: Ingest,
+        principal: Caller,
+        response: Response,
         camera_id: Annotated[str, Form(min_length=1, max_length=128)],
         timestamps: Annotated[str, Form(description="comma-separated seconds, one per image, increasing")],
-        images: Annotated[list[UploadFile], File(description="encoded frames (JPEG, PNG, ...), in order")],
+        images: Annotated[
+            list[UploadFile], File(description="encoded frames (JPEG, PNG, WebP, BMP), in order")
+        ],
         frame_indices: Annotated[str | None, Form(description="comma-separated; default 0, 1, ...")] = None,
+        key: IdempotencyKey = None,
     ) -> IngestOut:
         """Accept one camera's encoded frames; the service detects, embeds and tracks them (202)."""
         try:
@@ -566,39 +475,30 @@ def create_app(config: ServeConfig, embedder: Embedder | None = None) -> FastAPI
                 [int(i) for i in frame_indices.split(",")] if frame_indices else list(range(len(images)))
             )
         except ValueError:
-            raise _error(
-                422, "invalid_request", "timestamps and frame_indices must be comma-separated numbers"
-            ) from None
+            raise InvalidRequest("timestamps and frame_indices must be comma-separated numbers") from None
         if len(times) != len(images) or len(indices) != len(images):
-            raise _error(
-                422,
-                "invalid_request",
+            raise InvalidRequest(
                 f"{len(images)} images need as many timestamps ({len(times)}) "
-                f"and frame indices ({len(indices)})",
+                f"and frame indices ({len(indices)})"
             )
         if any(not 0 <= i <= MAX_ID for i in indices):
-            raise _error(422, "invalid_request", f"frame indices must be in [0, {MAX_ID}]")
+            raise InvalidRequest(f"frame indices must be in [0, {MAX_ID}]")
         inputs = [
             ImageInput(frame_index=i, timestamp=t, data=await image.read())
             for i, t, image in zip(indices, times, images, strict=True)
         ]
         try:
-            batch_id = await run_in_threadpool(state.service.submit_images, camera_id, inputs)
-        except Overloaded as error:
-            state.metrics.refused_frames.labels("queue_full").inc(len(inputs))
-            raise _error(503, "overloaded", str(error), _retry_after(error.retry_after_s)) from None
-        except Unavailable as error:
-            state.metrics.refused_frames.labels("unavailable").inc(len(inputs))
-            raise _error(503, "unavailable", str(error), _retry_after(1.0)) from None
-        except ValueError as error:
-            state.metrics.refused_frames.labels("invalid").inc(len(inputs))
-            raise _error(422, "invalid_request", str(error)) from None
-        state.metrics.ingested_frames.labels(camera_id).inc(len(inputs))
-        return IngestOut(batch_id=batch_id, frames=len(inputs), detections=0, queued=state.service.queued)
+            ack = await run_in_threadpool(
+                state.service.submit_images, camera_id, inputs, idempotency=_idempotency(principal, key)
+            )
+        except ServiceError as error:
+            state.metrics.refused_frames.labels(error.code).inc(len(inputs))
+            raise
+        return _acknowledged(state, camera_id, ack, response)
 
-    @app.get("/v1/tracks", tags=["tracks"])
+    @app.get("/v1/tracks", tags=["tracks"], openapi_extra=access(KeyScope.READ))
     def tracks(
-        _: Read,
+        _: Caller,
         camera_id: Annotated[str | None, Query(max_length=128)] = None,
         start: Annotated[float | None, Query(allow_inf_nan=False)] = None,
         end: Annotated[float | None, Query(allow_inf_nan=False)] = None,
@@ -607,16 +507,16 @@ def create_app(config: ServeConfig, embedder: Embedder | None = None) -> FastAPI
     ) -> TracksOut:
         """Tracks of a camera (or all) overlapping ``[start, end]``, by id; page with ``after_id``."""
         if start is not None and end is not None and end < start:
-            raise _error(422, "invalid_request", f"end ({end}) is before start ({start})")
+            raise InvalidRequest(f"end ({end}) is before start ({start})")
         found = state.service.tracks(
             camera_id=camera_id, start=start, end=end, limit=limit, after_id=after_id
         )
         rows = [TrackOut(**t.to_dict()) for t in found]
         return TracksOut(tracks=rows, next_after_id=rows[-1].id if len(rows) == limit else None)
 
-    @app.get("/v1/global-tracks", tags=["tracks"])
+    @app.get("/v1/global-tracks", tags=["tracks"], openapi_extra=access(KeyScope.READ))
     def global_tracks(
-        _: Read,
+        _: Caller,
         camera_id: Annotated[str | None, Query(max_length=128, description="seen by this camera")] = None,
         start: Annotated[float | None, Query(allow_inf_nan=False)] = None,
         end: Annotated[float | None, Query(allow_inf_nan=False)] = None,
@@ -628,7 +528,7 @@ def create_app(config: ServeConfig, embedder: Embedder | None = None) -> FastAPI
         A track gets its global id when it ends; tracks not yet associated are not listed.
         """
         if start is not None and end is not None and end < start:
-            raise _error(422, "invalid_request", f"end ({end}) is before start ({start})")
+            raise InvalidRequest(f"end ({end}) is before start ({start})")
         found = state.service.global_tracks(
             camera_id=camera_id, start=start, end=end, limit=limit, after_id=after_id
         )
@@ -637,20 +537,30 @@ def create_app(config: ServeConfig, embedder: Embedder | None = None) -> FastAPI
             global_tracks=rows, next_after_id=rows[-1].global_id if len(rows) == limit else None
         )
 
-    @app.get("/v1/global-tracks/{global_id}", tags=["tracks"], responses={404: {"model": ErrorOut}})
-    def global_track(global_id: Annotated[int, Path(ge=0, le=MAX_ID)], _: Read) -> GlobalTrackOut:
+    @app.get(
+        "/v1/global-tracks/{global_id}",
+        tags=["tracks"],
+        responses={404: {"model": ErrorOut}},
+        openapi_extra=access(KeyScope.READ),
+    )
+    def global_track(global_id: Annotated[int, Path(ge=0, le=MAX_ID)], _: Caller) -> GlobalTrackOut:
         """One object across cameras: its member tracks in time order."""
         found = state.service.global_tracks(after_id=global_id - 1, limit=1)
         if not found or found[0][0] != global_id:
-            raise _error(404, "not_found", f"no global track with id {global_id}")
+            raise StarletteHTTPException(404, f"no global track with id {global_id}")
         return _global_track(*found[0])
 
-    @app.get("/v1/tracks/{track}", tags=["tracks"], responses={404: {"model": ErrorOut}})
-    def track_detail(track: Annotated[int, Path(ge=1, le=MAX_ID)], _: Read) -> TrackDetailOut:
+    @app.get(
+        "/v1/tracks/{track}",
+        tags=["tracks"],
+        responses={404: {"model": ErrorOut}},
+        openapi_extra=access(KeyScope.READ),
+    )
+    def track_detail(track: Annotated[int, Path(ge=1, le=MAX_ID)], _: Caller) -> TrackDetailOut:
         """One track and its boxes."""
         found = state.service.store.track(track)
         if found is None:
-            raise _error(404, "not_found", f"no track with id {track}")
+            raise StarletteHTTPException(404, f"no track with id {track}")
         boxes = state.service.store.detections_of(found.camera_id, found.track_id)
         return TrackDetailOut(
             **found.to_dict(),
@@ -669,18 +579,14 @@ def create_app(config: ServeConfig, embedder: Embedder | None = None) -> FastAPI
     @app.post(
         "/v1/search",
         tags=["search"],
-        responses={404: {"model": ErrorOut}, 422: {"model": ErrorOut}, 503: {"model": ErrorOut}},
+        responses={404: {"model": ErrorOut}, 409: {"model": ErrorOut}, 422: {"model": ErrorOut}},
+        openapi_extra=access(KeyScope.SEARCH),
     )
-    def search(body: SearchIn, _: SearchScope) -> SearchOut:
+    def search(body: SearchIn, _: Caller) -> SearchOut:
         """Search ended tracks by an embedding or by a track; filters and re-ranking."""
         if (body.embedding is None) == (body.track is None):
-            raise _error(422, "invalid_request", "give exactly one of 'embedding' or 'track'")
-        embedding = None
-        if body.embedding is not None:
-            try:
-                embedding = query_embedding(body.embedding, state.service.dim)
-            except ValueError as error:
-                raise _error(422, "invalid_request", str(error)) from None
+            raise InvalidRequest("give exactly one of 'embedding' or 'track'")
+        embedding = None if body.embedding is None else query_embedding(body.embedding, state.service.dim)
         return _search(
             state, embedding=embedding, track=body.track, k=body.k, filter_in=body.filter, rerank=body.rerank
         )
@@ -688,51 +594,95 @@ def create_app(config: ServeConfig, embedder: Embedder | None = None) -> FastAPI
     @app.post(
         "/v1/search/image",
         tags=["search"],
-        responses={400: {"model": ErrorOut}, 422: {"model": ErrorOut}, 503: {"model": ErrorOut}},
+        responses={413: {"model": ErrorOut}, 415: {"model": ErrorOut}, 422: {"model": ErrorOut}},
+        openapi_extra=access(KeyScope.SEARCH),
     )
     async def search_image(
-        _: SearchScope,
-        image: Annotated[UploadFile, File(description="a crop of the object: JPEG, PNG, ...")],
+        _: Caller,
+        image: Annotated[UploadFile, File(description="a crop of the object: JPEG, PNG, WebP or BMP")],
         k: Annotated[int, Form(ge=1, le=1000)] = 10,
         cameras: Annotated[str | None, Form(description="comma-separated camera ids")] = None,
     ) -> SearchOut:
-        """Search ended tracks by an image of the object (embedded by the service's embedder)."""
-        decoded = decode_image(await image.read())
-        if decoded is None:
-            raise _error(400, "bad_image", f"upload {image.filename!r} is not a decodable image")
-        wanted = FilterIn(cameras=[c for c in cameras.split(",") if c] if cameras else None)
-        return await run_in_threadpool(_search, state, image=decoded, k=k, filter_in=wanted)
+        """Search ended tracks by an image of the object (embedded by the service's embedder).
 
-    @app.get("/v1/models", tags=["models"])
-    def models(_: Read) -> dict[str, Any]:
-        """What the service runs: embedder, tracker, index."""
+        The image's header is checked against the size limits before it is decoded, and it is
+        decoded off the event loop, a bounded number at once.
+        """
+        data = await image.read()
+        wanted = FilterIn(cameras=[c for c in cameras.split(",") if c] if cameras else None)
+
+        def run() -> SearchOut:
+            return _search(state, image=state.service.decode_query(data), k=k, filter_in=wanted)
+
+        return await run_in_threadpool(run)
+
+    @app.get("/v1/models", tags=["models"], openapi_extra=access(KeyScope.READ))
+    def models(_: Caller) -> dict[str, Any]:
+        """What the service runs (embedder, detector, tracker, index) and the limits it enforces."""
         service = state.service
         return {
             "embedder": {"name": type(state.embedder).__name__, "dim": service.dim},
+            "detector": service.detector_name,
+            "client_models": sorted(service.models),
             "tracker": config.service.tracker,
             "index": {"factory": config.service.index_factory, "entries": service.index.count()},
+            "limits": {
+                "max_body_bytes": config.max_body_bytes,
+                "images": config.service.images.model_dump(),
+                "max_images_per_batch": config.service.max_images_per_batch,
+                "max_frames_per_batch": config.service.max_frames_per_batch,
+                "max_detections_per_frame": config.service.max_detections_per_frame,
+                "max_cameras": service.admission.max_cameras,
+                "max_megapixels": config.service.cameras.max_megapixels,
+            },
         }
 
-    @app.get("/v1/stats", tags=["observability"])
-    def stats(_: Read) -> dict[str, int]:
-        """What is stored: batches by state, detections (tracked or not) and tracks; index entries."""
-        return {**state.service.store.counts(), "index_entries": state.service.index.count()}
+    @app.get("/v1/stats", tags=["observability"], openapi_extra=access(KeyScope.READ))
+    def stats(_: Caller) -> dict[str, Any]:
+        """What is stored: batches by state, detections and tracks; index entries; live cameras."""
+        return {
+            **state.service.store.counts(),
+            "index_entries": state.service.index.count(),
+            "cameras": len(state.service.admission.cameras),
+            "camera_megapixels": round(state.service.admission.megapixels(), 3),
+        }
 
-    @app.get("/v1/drift", tags=["observability"])
-    def drift(_: Read) -> dict[str, Any]:
+    @app.get("/v1/drift", tags=["observability"], openapi_extra=access(KeyScope.READ))
+    def drift(_: Caller) -> dict[str, Any]:
         """Drift of detection confidences and embeddings, recent window against the reference."""
         return {"reports": [r.to_dict() for r in _drift_reports(state)]}
 
-    @app.get("/metrics", tags=["observability"], response_class=Response)
-    def metrics(_: Read) -> Response:
+    @app.get("/metrics", tags=["observability"], response_class=Response, openapi_extra=access(KeyScope.READ))
+    def metrics(_: Caller) -> Response:
         """Prometheus metrics (text exposition format)."""
         state.metrics.queue_depth.set(state.service.queued)
         _drift_reports(state)
         return Response(state.metrics.render(), media_type="text/plain; version=0.0.4")
 
-    app.add_middleware(IngestGate, service=state.service, metrics=state.metrics)
-    app.add_middleware(BodyLimit, limit=config.max_body_bytes)
+    public = (
+        frozenset({"/openapi.json", "/docs", "/docs/oauth2-redirect"}) if config.public_docs else frozenset()
+    )
+    app.add_middleware(
+        Guard,
+        routes=lambda: app.router.routes,
+        gate=state.gate,
+        max_body_bytes=config.max_body_bytes,
+        body_timeout_s=config.body_timeout_s,
+        public=public,
+        ingest_refusal=state.ingest_refusal,
+    )
+    app.add_middleware(RequestContext, metrics=state.metrics, log=log)
     return app
+
+
+def _acknowledged(state: _State, camera_id: str, ack: Ack, response: Response) -> IngestOut:
+    if ack.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    else:
+        state.metrics.ingested_frames.labels(camera_id).inc(ack.frames)
+    return IngestOut(
+        batch_id=ack.batch_id, frames=ack.frames, detections=ack.detections, queued=state.service.queued
+    )
 
 
 def _json_error(
@@ -760,7 +710,7 @@ def _frame_input(frame: FrameIn, number: int) -> FrameInput:
     rows = frame.detections
     with_embedding = [d.embedding is not None for d in rows]
     if any(with_embedding) and not all(with_embedding):
-        raise ValueError(f"frame {number}: either every detection has an embedding or none has")
+        raise InvalidRequest(f"frame {number}: either every detection has an embedding or none has")
     embedding = np.asarray([d.embedding for d in rows], np.float32) if rows and all(with_embedding) else None
     return FrameInput(
         frame_index=frame.frame_index,
@@ -792,18 +742,10 @@ def _search(
     filter_in: FilterIn,
     rerank: Literal["none", "kreciprocal", "aqe"] = "none",
 ) -> SearchOut:
-    started = time.perf_counter()
-    try:
+    with state.metrics.stage_seconds.labels("search").time():
         hits = state.service.search(
             image=image, embedding=embedding, track=track, k=k, filter=filter_in.to_filter(), rerank=rerank
         )
-    except KeyError as error:
-        raise _error(404, "not_found", str(error.args[0])) from None
-    except LookupError as error:
-        raise _error(409, "not_searchable", str(error)) from None
-    except ValueError as error:
-        raise _error(422, "invalid_request", str(error)) from None
-    state.metrics.stage_seconds.labels("search").observe(time.perf_counter() - started)
     return SearchOut(hits=[_hit(hit) for hit in hits])
 
 

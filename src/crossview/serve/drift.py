@@ -42,15 +42,21 @@ Comparison
 Embeddings
     PSI and KS compare one-dimensional samples, so each embedding is reduced to one number: the
     cosine distance ``1 - <v, c>`` of the L2-normalised vector ``v`` to the reference *centroid*
-    ``c``, the normalised mean of the normalised reference vectors, fixed once the reference is
-    full. The reference's own distances to that centroid form the reference sample. This detects
+    ``c``, the normalised mean of the first ``centroid_size`` normalised vectors (256 by default,
+    at most ``reference_size``), fixed once they have come. Those vectors then become their
+    distances to ``c``, and the rest of the reference (up to ``reference_size`` samples) is stored
+    only as distances, so the reference sample is ``reference_size`` distances as before. Fixing
+    the centroid early bounds memory: a stream holds ``centroid_size x D`` floats while its
+    centroid forms (0.5 MB at D = 480), never ``reference_size x D`` (3.8 MB), which matters when
+    a service keeps a stream per camera and model, or a client invents stream names; 256 unit
+    vectors place a mode's mean well within the spread of the distances. This detects
     changes of how far embeddings lie from the reference mode: a lighting change, a camera moved
     or refocused, a new kind of scene or a different model all spread embeddings away from (or
     pull them towards) where they used to be. It does not see every change: a distribution that
     moves *along a sphere around the centroid* keeps its distances (e.g. one population replaced
     by another equally far from the centroid), and with a very diverse reference (no clear mode,
-    the mean of the vectors near zero) the centroid says little. If the normalised reference
-    vectors sum exactly to zero the first reference vector serves as the centroid.
+    the mean of the vectors near zero) the centroid says little. If the first normalised vectors
+    sum exactly to zero the first of them serves as the centroid.
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
@@ -66,8 +72,9 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -149,6 +156,10 @@ def ks(reference: ArrayLike, recent: ArrayLike) -> KsResult:
     return KsResult(statistic=float(result.statistic), pvalue=float(result.pvalue))
 
 
+_CENTROID_SIZE: Final = 256
+"""Default number of embeddings that fix a stream's centroid (see the module docstring)."""
+
+
 class DriftConfig(BaseModel):
     """Window sizes and alert thresholds of a ``DriftMonitor`` (see the module docstring)."""
 
@@ -158,6 +169,10 @@ class DriftConfig(BaseModel):
     """The first samples of a signal that form its reference (then frozen)."""
     window_size: int = Field(default=500, ge=10)
     """How many of the most recent samples the recent window keeps."""
+    centroid_size: int = Field(default=_CENTROID_SIZE, ge=1)
+    """The first embeddings of a stream that fix its reference centroid: at most this many vectors
+    are ever held per stream, the rest of the reference is kept as distances. At most
+    ``reference_size``; left out, it is 256 or ``reference_size`` when that is smaller."""
     min_samples: int = Field(default=100, ge=2)
     """Below this many samples in either window there is no verdict."""
     bins: int = Field(default=10, ge=2)
@@ -167,12 +182,30 @@ class DriftConfig(BaseModel):
     ks_pvalue_alert: float = Field(default=0.01, gt=0.0, lt=1.0)
     """Drifted when the KS p-value is below this."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_centroid_size(cls, data: Any) -> Any:
+        """A small ``reference_size`` without a ``centroid_size`` takes the whole reference as centroid."""
+        if isinstance(data, dict) and "centroid_size" not in data and "reference_size" in data:
+            try:
+                reference_size = int(data["reference_size"])
+            except (TypeError, ValueError):
+                return data  # the field's own validation reports it
+            if 1 <= reference_size < _CENTROID_SIZE:
+                return {**data, "centroid_size": reference_size}
+        return data
+
     @model_validator(mode="after")
     def _reachable(self) -> DriftConfig:
         if self.min_samples > min(self.reference_size, self.window_size):
             raise ValueError(
                 f"min_samples ({self.min_samples}) exceeds reference_size ({self.reference_size}) or "
                 f"window_size ({self.window_size}): no verdict could ever be given"
+            )
+        if self.centroid_size > self.reference_size:
+            raise ValueError(
+                f"centroid_size ({self.centroid_size}) exceeds reference_size ({self.reference_size}): "
+                "the centroid is fixed from the first reference embeddings"
             )
         return self
 
@@ -259,13 +292,14 @@ class _Series:
 class _EmbeddingSeries:
     """Embeddings reduced to their cosine distance to the reference centroid (see module docstring).
 
-    While the reference fills, its normalised vectors are kept (at most ``reference_size`` of them);
-    when it is full the centroid is fixed, the vectors are replaced by their distances, and every
-    later vector is stored only as its distance.
+    The first ``centroid_size`` normalised vectors are kept; once they have come the centroid is
+    fixed, they are replaced by their distances, and every later vector is stored only as its
+    distance (first to complete the reference, then in the recent window).
     """
 
-    def __init__(self, reference_size: int, window_size: int) -> None:
+    def __init__(self, reference_size: int, window_size: int, centroid_size: int) -> None:
         self.series = _Series(reference_size, window_size)
+        self.centroid_size = min(centroid_size, reference_size)
         self.dim: int | None = None
         self._pending: NDArray[np.float32] | None = None
         self._pending_count = 0
@@ -278,7 +312,7 @@ class _EmbeddingSeries:
     def add(self, unit_vectors: FloatArray) -> None:
         rest = unit_vectors
         if self._centroid is None:
-            size = self.series.reference.size
+            size = self.centroid_size
             if self._pending is None:
                 self._pending = np.empty((size, unit_vectors.shape[1]), dtype=np.float32)
             take = min(rest.shape[0], size - self._pending_count)
@@ -309,9 +343,10 @@ def _check_stream(stream: str) -> None:
 class DriftMonitor:
     """Collects confidences and embeddings per stream and reports drift against each reference.
 
-    Thread-safe: observations and reports may come from any thread. Memory per signal is bounded
-    by ``reference_size + window_size`` numbers (plus ``reference_size`` vectors while an
-    embedding reference fills).
+    Thread-safe: observations and reports may come from any thread. Memory per stream is bounded
+    by ``reference_size + window_size`` floats per signal, plus ``centroid_size x D`` floats while
+    its embedding centroid forms. Streams are kept until forgotten: ``forget`` and ``forget_where``
+    free them (a camera removed, a model retired, names a client should not have been able to mint).
     """
 
     def __init__(self, config: DriftConfig | None = None) -> None:
@@ -362,8 +397,7 @@ class DriftMonitor:
         with self._lock:
             series = self._embeddings.get(stream)
             if series is None:
-                series = _EmbeddingSeries(self._config.reference_size, self._config.window_size)
-                self._embeddings[stream] = series
+                series = self._embeddings[stream] = self._new_embedding_series()
             if series.dim is not None and series.dim != array.shape[1]:
                 raise ValueError(
                     f"embedding dimension changed in stream {stream!r}: it was {series.dim}, got "
@@ -400,12 +434,42 @@ class DriftMonitor:
                     self._confidences[name] = self._new_series()
             for name in list(self._embeddings):
                 if stream is None or name == stream:
-                    self._embeddings[name] = _EmbeddingSeries(
-                        self._config.reference_size, self._config.window_size
-                    )
+                    self._embeddings[name] = self._new_embedding_series()
+
+    def forget(self, stream: str) -> bool:
+        """Drop both signals of ``stream`` (its memory is freed; a later sample starts it afresh).
+
+        True when there was anything to drop.
+        """
+        _check_stream(stream)
+        with self._lock:
+            confidences = self._confidences.pop(stream, None)
+            embeddings = self._embeddings.pop(stream, None)
+        return confidences is not None or embeddings is not None
+
+    def forget_where(self, predicate: Callable[[str], bool]) -> list[str]:
+        """Drop every stream whose name satisfies ``predicate``; their names, sorted.
+
+        ``predicate`` runs under the monitor's lock: keep it quick, and do not call the monitor from it.
+        """
+        with self._lock:
+            names = {n for n in (*self._confidences, *self._embeddings) if predicate(n)}
+            for name in names:
+                self._confidences.pop(name, None)
+                self._embeddings.pop(name, None)
+        return sorted(names)
+
+    def streams(self) -> list[str]:
+        """The streams held now, sorted."""
+        with self._lock:
+            return sorted({*self._confidences, *self._embeddings})
 
     def _new_series(self) -> _Series:
         return _Series(self._config.reference_size, self._config.window_size)
+
+    def _new_embedding_series(self) -> _EmbeddingSeries:
+        config = self._config
+        return _EmbeddingSeries(config.reference_size, config.window_size, config.centroid_size)
 
     def _verdict(
         self, stream: str, signal: Signal, reference_count: int, reference: FloatArray, recent: FloatArray

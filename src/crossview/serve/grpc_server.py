@@ -1,35 +1,40 @@
-"""The gRPC API: ``start_grpc_server(service, keys, limiter)`` serves ``crossview.v1.Crossview``.
+"""The gRPC API: ``start_grpc_server(service, gate)`` serves ``crossview.v1.Crossview``.
 
 The messages and the service are defined in ``proto/crossview/v1/crossview.proto`` (the generated
 code is ``crossview.serve.grpc_gen``; regenerate it with ``scripts/gen_grpc.sh``). The semantics
-are the REST API's (``crossview.serve.app``), over the same ``Service``:
+are the REST API's (``crossview.serve.app``), over the same ``Service`` and the same ``Gate``:
 
 * ``Health`` needs no credential; ``IngestDetections`` needs the ``ingest`` scope and ``Search``
   the ``search`` scope (``admin`` implies both). The credential travels in the request metadata
-  as ``authorization: Bearer <token>`` (or ``x-api-key: <token>``): an API key or, when a
-  ``JwtVerifier`` is given, a signed JWT.
-* Each credential draws on its token bucket in the ``RateLimiter`` (pass the REST app's limiter to
-  share the buckets between both APIs).
-* Failures are gRPC status codes with details naming the problem; where waiting helps, the
-  trailing metadata carries ``retry-after`` in whole seconds (at least 1):
+  as ``authorization: Bearer <token>`` (or ``x-api-key: <token>``).
+* The gate admits a call from its metadata and peer address *before its message is parsed*: the
+  handlers are registered without a request deserializer, and the bytes are parsed only once the
+  call is admitted. Draining, the failed-authentication limit per address, the credential, the
+  scope, the credential's rate limit and the in-flight caps are the REST API's, shared with it.
+  At most ``max_concurrent_rpcs`` calls run at once; gRPC refuses the rest itself.
+* An ``idempotency-key`` metadata entry makes ``IngestDetections`` safe to retry, as REST's
+  ``Idempotency-Key`` header.
+* Failures are gRPC status codes with details naming the problem (the mapping is
+  ``crossview.serve.errors``, shared with REST); where waiting helps, the trailing metadata
+  carries ``retry-after`` in whole seconds (at least 1):
 
   ======================================================  ===============================
   failure                                                 status (REST equivalent)
   ======================================================  ===============================
   no credential, or an unknown/revoked/expired/bad one    ``UNAUTHENTICATED`` (401)
   the credential lacks the RPC's scope                    ``PERMISSION_DENIED`` (403)
-  rate limit                                              ``RESOURCE_EXHAUSTED`` (429) + retry-after
-  bad input (shapes, ranges, frame order, bad image)      ``INVALID_ARGUMENT`` (422, 400)
+  rate limit; too many failed authentications; cameras    ``RESOURCE_EXHAUSTED`` (429) + retry-after
+  bad input (shapes, ranges, frame order, bad image)      ``INVALID_ARGUMENT`` (422, 413, 415)
   search by an unknown track                              ``NOT_FOUND`` (404)
   search by a track that has not ended yet                ``FAILED_PRECONDITION`` (409)
-  ingest queue full; service starting or stopping        ``UNAVAILABLE`` (503) + retry-after
-  index breaker open; the index failing                   ``UNAVAILABLE`` (503) + retry-after
+  overloaded; starting, draining or stopping; index down  ``UNAVAILABLE`` (503) + retry-after
   anything unexpected                                     ``INTERNAL`` (500), logged
   ======================================================  ===============================
 
   Messages over ``max_message_bytes`` are refused by gRPC itself with ``RESOURCE_EXHAUSTED``.
 
-Each RPC is logged as one JSON line on the ``crossview.serve.grpc`` logger.
+Each call is logged as one JSON line on the ``crossview.serve.grpc`` logger and measured in
+``crossview_grpc_request_duration_seconds{method,code}``, refused or not.
 """
 
 from __future__ import annotations
@@ -41,33 +46,27 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from concurrent import futures
-from typing import Any, Final, NoReturn, Protocol, TypeVar
+from dataclasses import dataclass
+from typing import Any, Final, NoReturn, Protocol
 
 import grpc
 import numpy as np
+from google.protobuf.message import DecodeError, Message
 
 from crossview.search.engine import Hit, RerankMethod
 from crossview.search.index import Filter
-from crossview.serve.breaker import BreakerOpenError
+from crossview.serve.errors import InvalidRequest, ServiceError, retry_after_header
+from crossview.serve.gate import Gate, Pass, bearer_token
 from crossview.serve.grpc_gen import crossview_pb2 as pb
-from crossview.serve.grpc_gen import crossview_pb2_grpc as pb_grpc
-from crossview.serve.keys import TOKEN_PREFIX, JwtVerifier, KeyStore, Principal, Scope
-from crossview.serve.limits import RateLimiter
-from crossview.serve.service import (
-    BackendFailure,
-    FrameInput,
-    Overloaded,
-    Service,
-    Unavailable,
-    decode_image,
-    hit_fields,
-    query_embedding,
-)
+from crossview.serve.keys import Principal, Scope
+from crossview.serve.metrics import ServiceMetrics
+from crossview.serve.service import FrameInput, Idempotency, Service, hit_fields, query_embedding
 
-__all__ = ["CrossviewServicer", "RpcContext", "RpcRefusal", "start_grpc_server"]
+__all__ = ["CrossviewServicer", "RpcContext", "start_grpc_server"]
 
 log = logging.getLogger("crossview.serve.grpc")
 
+SERVICE: Final = "crossview.v1.Crossview"
 MAX_ID: Final = 2**62  # ids and frame numbers: SQLite integers are 64-bit (as the REST API)
 MAX_CLASS: Final = 2**31 - 1
 MAX_K: Final = 1000
@@ -81,45 +80,45 @@ RERANK_METHODS: Final[dict[str, RerankMethod]] = {
     "aqe": "aqe",
 }
 
-R = TypeVar("R")
-
 
 class RpcContext(Protocol):
-    """The part of ``grpc.ServicerContext`` the servicer uses."""
+    """The part of ``grpc.ServicerContext`` the server uses."""
 
     def invocation_metadata(self) -> Sequence[tuple[str, str | bytes]]: ...
+
+    def peer(self) -> str: ...
 
     def set_trailing_metadata(self, trailing_metadata: Sequence[tuple[str, str]]) -> None: ...
 
     def abort(self, code: grpc.StatusCode, details: str) -> NoReturn: ...
 
 
-class RpcRefusal(Exception):
-    """A request answered with a non-OK status, its details and an optional retry hint (seconds)."""
+@dataclass(frozen=True, slots=True)
+class _Method:
+    """One RPC: its request type, the scope it needs (None: public) and the servicer's handler."""
 
-    def __init__(self, code: grpc.StatusCode, details: str, retry_after_s: float | None = None) -> None:
-        super().__init__(details)
-        self.code = code
-        self.details = details
-        self.retry_after_s = retry_after_s
+    request: type[Message]
+    scope: Scope | None
+    handle: Callable[[Any, Principal | None, dict[str, str]], Message]
 
 
 def start_grpc_server(
     service: Service,
-    keys: KeyStore,
-    limiter: RateLimiter,
+    gate: Gate,
     *,
-    jwt: JwtVerifier | None = None,
+    metrics: ServiceMetrics | None = None,
     host: str = "127.0.0.1",
     port: int = 0,
     max_workers: int = 8,
     max_message_bytes: int = 16 * 1024 * 1024,
+    max_concurrent_rpcs: int = 64,
 ) -> tuple[grpc.Server, int]:
     """Start a gRPC server for ``service`` on ``host:port`` (0: any free port); the server and its port.
 
     The caller owns the service's life cycle (``service.start()`` before, ``service.stop()`` after
-    ``server.stop(grace)``) and the key store's. Requests and replies over ``max_message_bytes``
-    are refused. Raises ``RuntimeError`` when the address cannot be bound.
+    ``server.stop(grace)``) and the gate's key store. Requests and replies over
+    ``max_message_bytes`` are refused, and so are calls beyond ``max_concurrent_rpcs`` at once.
+    Raises ``RuntimeError`` when the address cannot be bound.
     """
     if max_workers < 1:
         raise ValueError(f"max_workers must be at least 1, got {max_workers}")
@@ -132,10 +131,26 @@ def start_grpc_server(
             ("grpc.max_send_message_length", max_message_bytes),
             ("grpc.so_reuseport", 0),  # a port in use is an error, not shared with another server
         ],
+        maximum_concurrent_rpcs=max_concurrent_rpcs,
     )
-    # the generated registration is untyped: give it its type here rather than call it untyped
-    register: Callable[[CrossviewServicer, grpc.Server], None] = pb_grpc.add_CrossviewServicer_to_server
-    register(CrossviewServicer(service, keys, limiter, jwt=jwt), server)
+    servicer = CrossviewServicer(service)
+    methods = {
+        "Health": _Method(pb.HealthRequest, None, servicer.health),
+        "IngestDetections": _Method(pb.IngestRequest, Scope.INGEST, servicer.ingest),
+        "Search": _Method(pb.SearchRequest, Scope.SEARCH, servicer.search),
+    }
+    declared = {m.name for m in pb.DESCRIPTOR.services_by_name["Crossview"].methods}
+    if declared != set(methods):
+        raise RuntimeError(f"the proto declares {sorted(declared)}, the server serves {sorted(methods)}")
+    handlers = {
+        name: grpc.unary_unary_rpc_method_handler(
+            _Guarded(name, method, gate, metrics),
+            request_deserializer=None,  # raw bytes: parsed only after the gate admitted the call
+            response_serializer=lambda reply: reply.SerializeToString(),
+        )
+        for name, method in methods.items()
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
     address = f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
     try:
         bound = int(server.add_insecure_port(address))
@@ -150,96 +165,92 @@ def start_grpc_server(
     return server, bound
 
 
-class CrossviewServicer(pb_grpc.CrossviewServicer):
-    """``crossview.v1.Crossview`` over a ``Service``: authentication, scopes, rate limits, status codes."""
+class _Guarded:
+    """One RPC behind the gate: admit from metadata and peer, then parse, run, log and measure."""
 
-    def __init__(
-        self, service: Service, keys: KeyStore, limiter: RateLimiter, *, jwt: JwtVerifier | None = None
-    ) -> None:
-        self._service = service
-        self._keys = keys
-        self._limiter = limiter
-        self._jwt = jwt
+    def __init__(self, name: str, method: _Method, gate: Gate, metrics: ServiceMetrics | None) -> None:
+        self.name = name
+        self.method = method
+        self.gate = gate
+        self.metrics = metrics
 
-    # ------------------------------------------------------------------------------------- RPCs
-    def Health(self, request: pb.HealthRequest, context: RpcContext) -> pb.HealthReply:
-        """Liveness and readiness; no credential needed."""
-        return self._answer("Health", context, None, self._health)
-
-    def IngestDetections(self, request: pb.IngestRequest, context: RpcContext) -> pb.IngestReply:
-        """Accept one camera's frames of detections once they are stored durably."""
-        return self._answer("IngestDetections", context, Scope.INGEST, lambda: self._ingest(request))
-
-    def Search(self, request: pb.SearchRequest, context: RpcContext) -> pb.SearchReply:
-        """Search ended tracks by an embedding, a track or an image."""
-        return self._answer("Search", context, Scope.SEARCH, lambda: self._search(request))
-
-    # -------------------------------------------------------------------------------- plumbing
-    def _answer(self, method: str, context: RpcContext, needed: Scope | None, work: Callable[[], R]) -> R:
-        """Authorize, run ``work`` and log; a refusal or an unexpected error aborts the RPC."""
+    def __call__(self, raw: bytes, context: RpcContext) -> Message:
         started = time.perf_counter()
-        principal: Principal | None = None
-        try:
-            if needed is not None:
-                principal = self._authorize(context, needed)
-            reply = work()
-        except RpcRefusal as error:
-            refusal = error
-        except Exception as error:
-            log.exception("unhandled error in gRPC %s", method)
-            refusal = RpcRefusal(grpc.StatusCode.INTERNAL, f"internal error ({type(error).__name__})")
-        else:
-            self._log(method, "OK", started, principal)
-            return reply
-        self._log(method, refusal.code.name, started, principal)
-        if refusal.retry_after_s is not None:
-            context.set_trailing_metadata((("retry-after", _retry_after(refusal.retry_after_s)),))
-        context.abort(refusal.code, refusal.details)
-
-    @staticmethod
-    def _log(method: str, code: str, started: float, principal: Principal | None) -> None:
-        elapsed_ms = round((time.perf_counter() - started) * 1000, 2)
-        subject = None if principal is None else principal.subject
-        log.info(
-            json.dumps(
-                {"event": "rpc", "method": method, "code": code, "ms": elapsed_ms, "principal": subject}
-            )
-        )
-
-    def _authorize(self, context: RpcContext, needed: Scope) -> Principal:
-        """The caller's principal, allowed ``needed`` and within its rate limit; else ``RpcRefusal``."""
         metadata = {
             key.lower(): value for key, value in context.invocation_metadata() if isinstance(value, str)
         }
-        header = metadata.get("authorization", "")
-        token = (
-            header[7:].strip() if header[:7].lower() == "bearer " else metadata.get("x-api-key", "").strip()
-        )
-        if not token:
-            raise RpcRefusal(
-                grpc.StatusCode.UNAUTHENTICATED,
-                "send an API key or JWT as 'authorization: Bearer <token>' metadata",
-            )
-        principal = self._keys.verify(token) if token.startswith(TOKEN_PREFIX) else None
-        if principal is None and self._jwt is not None and token.count(".") == 2:
-            principal = self._jwt.verify(token)
-        if principal is None:
-            raise RpcRefusal(
-                grpc.StatusCode.UNAUTHENTICATED, "unknown, revoked, expired or malformed credential"
-            )
-        if not principal.allows(needed):
-            raise RpcRefusal(
-                grpc.StatusCode.PERMISSION_DENIED, f"this credential lacks the {needed.value!r} scope"
-            )
-        wait = self._limiter.acquire(principal.key_id or f"jwt:{principal.subject}")
-        if wait > 0:
-            raise RpcRefusal(
-                grpc.StatusCode.RESOURCE_EXHAUSTED, f"rate limit reached; retry in {wait:.2f} s", wait
-            )
-        return principal
+        admitted: Pass | None = None
+        try:
+            if self.method.scope is not None:
+                token = bearer_token(metadata.get("authorization"), metadata.get("x-api-key"))
+                admitted = self.gate.admit(
+                    token=token, address=peer_address(context.peer()), needed=self.method.scope
+                )
+            try:
+                request = self.method.request.FromString(raw)
+            except DecodeError as error:
+                raise InvalidRequest(
+                    f"the {self.method.request.__name__} message does not parse: {error}"
+                ) from None
+            reply = self.method.handle(request, None if admitted is None else admitted.principal, metadata)
+        except ServiceError as error:
+            refusal = error
+        except Exception as error:
+            log.exception("unhandled error in gRPC %s", self.name)
+            refusal = ServiceError(f"internal error ({type(error).__name__})")
+        else:
+            self._done("OK", started, admitted)
+            return reply
+        finally:
+            if admitted is not None:
+                admitted.release()
+        self._done(refusal.grpc_code, started, admitted)
+        if refusal.retry_after_s is not None:
+            context.set_trailing_metadata((("retry-after", retry_after_header(refusal.retry_after_s)),))
+        context.abort(grpc.StatusCode[refusal.grpc_code], refusal.message)
 
-    # ---------------------------------------------------------------------------------- health
-    def _health(self) -> pb.HealthReply:
+    def _done(self, code: str, started: float, admitted: Pass | None) -> None:
+        elapsed = time.perf_counter() - started
+        if self.metrics is not None:
+            self.metrics.grpc_seconds.labels(self.name, code).observe(elapsed)
+        subject = None if admitted is None else admitted.principal.subject
+        log.info(
+            json.dumps(
+                {
+                    "event": "rpc",
+                    "method": self.name,
+                    "code": code,
+                    "ms": round(elapsed * 1000, 2),
+                    "principal": subject,
+                }
+            )
+        )
+
+
+def peer_address(peer: str) -> str:
+    """The host of a gRPC peer.
+
+    >>> peer_address("ipv4:10.0.0.7:5123"), peer_address("ipv6:[::1]:5123")
+    ('10.0.0.7', '::1')
+    """
+    kind, _, rest = peer.partition(":")
+    if kind == "ipv4":
+        return rest.rpartition(":")[0]
+    if kind == "ipv6":
+        return rest.rpartition(":")[0].strip("[]")
+    return peer
+
+
+class CrossviewServicer:
+    """``crossview.v1.Crossview``'s calls over a ``Service``: messages in, messages out, errors raised
+    as ``ServiceError`` (the guard answers them)."""
+
+    def __init__(self, service: Service) -> None:
+        self._service = service
+
+    def health(
+        self, request: pb.HealthRequest, principal: Principal | None, metadata: dict[str, str]
+    ) -> pb.HealthReply:
         service = self._service
         return pb.HealthReply(
             status="ok",
@@ -248,93 +259,83 @@ class CrossviewServicer(pb_grpc.CrossviewServicer):
             index_breaker=service.index_breaker.state.value,
         )
 
-    # ---------------------------------------------------------------------------------- ingest
-    def _ingest(self, request: pb.IngestRequest) -> pb.IngestReply:
-        try:
-            if len(request.model) > MAX_MODEL_NAME:
-                raise ValueError(f"model must be at most {MAX_MODEL_NAME} characters")
-            frames = [frame_input(frame, number) for number, frame in enumerate(request.frames)]
-            batch_id = self._service.submit(request.camera_id, frames, model=request.model or "unknown")
-        except Overloaded as error:
-            raise RpcRefusal(grpc.StatusCode.UNAVAILABLE, str(error), error.retry_after_s) from None
-        except Unavailable as error:
-            raise RpcRefusal(grpc.StatusCode.UNAVAILABLE, str(error), 1.0) from None
-        except ValueError as error:
-            raise RpcRefusal(grpc.StatusCode.INVALID_ARGUMENT, str(error)) from None
+    def ingest(
+        self, request: pb.IngestRequest, principal: Principal | None, metadata: dict[str, str]
+    ) -> pb.IngestReply:
+        assert principal is not None
+        if len(request.model) > MAX_MODEL_NAME:
+            raise InvalidRequest(f"model must be at most {MAX_MODEL_NAME} characters")
+        frames = [frame_input(frame, number) for number, frame in enumerate(request.frames)]
+        key = metadata.get("idempotency-key")
+        owner = f"key:{principal.key_id}" if principal.key_id else f"jwt:{principal.subject}"
+        ack = self._service.submit(
+            request.camera_id,
+            frames,
+            model=request.model or "unknown",
+            idempotency=None if key is None else Idempotency(owner, key),
+        )
         return pb.IngestReply(
-            batch_id=batch_id,
-            frames=len(frames),
-            detections=sum(len(f.xyxy) for f in frames),
-            queued=self._service.queued,
+            batch_id=ack.batch_id, frames=ack.frames, detections=ack.detections, queued=self._service.queued
         )
 
-    # ---------------------------------------------------------------------------------- search
-    def _search(self, request: pb.SearchRequest) -> pb.SearchReply:
-        invalid = grpc.StatusCode.INVALID_ARGUMENT
+    def search(
+        self, request: pb.SearchRequest, principal: Principal | None, metadata: dict[str, str]
+    ) -> pb.SearchReply:
         query = request.WhichOneof("query")
         if query is None:
-            raise RpcRefusal(invalid, "give exactly one query: 'embedding', 'track' or 'image'")
+            raise InvalidRequest("give exactly one query: 'embedding', 'track' or 'image'")
         k = request.k or DEFAULT_K
         if not 1 <= k <= MAX_K:
-            raise RpcRefusal(invalid, f"k must be in [1, {MAX_K}], got {k}")
+            raise InvalidRequest(f"k must be in [1, {MAX_K}], got {k}")
         rerank = RERANK_METHODS.get(request.rerank)
         if rerank is None:
-            raise RpcRefusal(
-                invalid, f"rerank must be 'none', 'kreciprocal' or 'aqe', not {request.rerank!r}"
+            raise InvalidRequest(
+                f"rerank must be 'none', 'kreciprocal' or 'aqe', not {request.rerank[:32]!r}"
             )
         image: np.ndarray[Any, np.dtype[np.uint8]] | None = None
         embedding: np.ndarray[Any, np.dtype[np.float32]] | None = None
         track: int | None = None
-        try:
-            wanted = search_filter(request.filter) if request.HasField("filter") else None
-            if query == "embedding":
-                embedding = query_embedding(request.embedding.values, self._service.dim)
-            elif query == "track":
-                track = request.track
-                if not 1 <= track <= MAX_ID:
-                    raise ValueError(f"track must be in [1, 2^62], got {track}")
-            else:
-                image = image_query(request.image)
-            hits = self._service.search(
-                image=image, embedding=embedding, track=track, k=k, filter=wanted, rerank=rerank
-            )
-        except KeyError as error:
-            raise RpcRefusal(grpc.StatusCode.NOT_FOUND, str(error.args[0] if error.args else error)) from None
-        except LookupError as error:
-            raise RpcRefusal(grpc.StatusCode.FAILED_PRECONDITION, str(error)) from None
-        except ValueError as error:
-            raise RpcRefusal(invalid, str(error)) from None
-        except BreakerOpenError as error:
-            raise RpcRefusal(grpc.StatusCode.UNAVAILABLE, str(error), error.retry_after_s) from None
-        except BackendFailure as error:
-            raise RpcRefusal(grpc.StatusCode.UNAVAILABLE, str(error), 1.0) from None
+        wanted = search_filter(request.filter) if request.HasField("filter") else None
+        if query == "embedding":
+            embedding = query_embedding(request.embedding.values, self._service.dim)
+        elif query == "track":
+            track = request.track
+            if not 1 <= track <= MAX_ID:
+                raise InvalidRequest(f"track must be in [1, 2^62], got {track}")
+        else:
+            image = self._service.decode_query(request.image)
+        hits = self._service.search(
+            image=image, embedding=embedding, track=track, k=k, filter=wanted, rerank=rerank
+        )
         return pb.SearchReply(hits=[hit_message(hit) for hit in hits])
 
 
 # -------------------------------------------------------------------------------------- conversion
 def frame_input(frame: pb.Frame, number: int) -> FrameInput:
-    """A ``Frame`` message as the service's ``FrameInput``; ``ValueError`` naming what is wrong.
+    """A ``Frame`` message as the service's ``FrameInput``; ``InvalidRequest`` naming what is wrong.
 
     Checks what the REST API's schema checks (the service checks the rest: box order and
     finiteness, confidences, embedding sizes, time order).
     """
     where = f"frame {number} (index {frame.frame_index})"
     if not 0 <= frame.frame_index <= MAX_ID:
-        raise ValueError(f"frame {number}: frame_index must be in [0, 2^62], got {frame.frame_index}")
+        raise InvalidRequest(f"frame {number}: frame_index must be in [0, 2^62], got {frame.frame_index}")
     rows = frame.detections
     n = len(rows)
     for row, detection in enumerate(rows):
         if len(detection.xyxy) != 4:
-            raise ValueError(f"{where}, detection {row}: xyxy needs 4 numbers, got {len(detection.xyxy)}")
+            raise InvalidRequest(f"{where}, detection {row}: xyxy needs 4 numbers, got {len(detection.xyxy)}")
         if not 0 <= detection.class_id <= MAX_CLASS:
-            raise ValueError(f"{where}, detection {row}: class_id must be >= 0, got {detection.class_id}")
+            raise InvalidRequest(f"{where}, detection {row}: class_id must be >= 0, got {detection.class_id}")
     sizes = [len(detection.embedding) for detection in rows]
     if any(sizes) and not all(sizes):
-        raise ValueError(f"frame {number}: either every detection has an embedding or none has")
+        raise InvalidRequest(f"frame {number}: either every detection has an embedding or none has")
     embedding = None
     if n and all(sizes):
         if len(set(sizes)) > 1:
-            raise ValueError(f"{where}: embeddings must all have one size, got sizes {sorted(set(sizes))}")
+            raise InvalidRequest(
+                f"{where}: embeddings must all have one size, got sizes {sorted(set(sizes))}"
+            )
         values = itertools.chain.from_iterable(detection.embedding for detection in rows)
         embedding = np.fromiter(values, np.float32, count=n * sizes[0]).reshape(n, sizes[0])
     xyxy = itertools.chain.from_iterable(detection.xyxy for detection in rows)
@@ -353,18 +354,18 @@ def search_filter(message: pb.Filter) -> Filter | None:
     cameras = list(message.cameras)
     classes = list(message.classes)
     if len(cameras) > MAX_FILTER_VALUES or len(classes) > MAX_FILTER_VALUES:
-        raise ValueError(
+        raise InvalidRequest(
             f"a filter takes at most {MAX_FILTER_VALUES} cameras and {MAX_FILTER_VALUES} classes"
         )
     if any(not 0 <= c <= MAX_CLASS for c in classes):
-        raise ValueError("filter classes must be >= 0")
+        raise InvalidRequest("filter classes must be >= 0")
     time_range = None
     if message.HasField("time_range"):
         start, end = message.time_range.start, message.time_range.end
         if not (math.isfinite(start) and math.isfinite(end)):
-            raise ValueError("filter time_range must be finite")
+            raise InvalidRequest("filter time_range must be finite")
         if end < start:
-            raise ValueError(f"filter time_range end ({end}) is before its start ({start})")
+            raise InvalidRequest(f"filter time_range end ({end}) is before its start ({start})")
         time_range = (start, end)
     if not cameras and not classes and time_range is None:
         return None
@@ -375,19 +376,6 @@ def search_filter(message: pb.Filter) -> Filter | None:
     )
 
 
-def image_query(data: bytes) -> np.ndarray[Any, np.dtype[np.uint8]]:
-    """An encoded image (JPEG, PNG, ...) as a BGR array; ``ValueError`` when it does not decode."""
-    decoded = decode_image(data)
-    if decoded is None:
-        raise ValueError(f"the image ({len(data)} bytes) is not a decodable image")
-    return decoded
-
-
 def hit_message(hit: Hit) -> pb.Hit:
     """A search hit as a ``Hit`` message."""
     return pb.Hit(**hit_fields(hit))
-
-
-def _retry_after(seconds: float) -> str:
-    """A ``retry-after`` value: whole seconds, rounded up, at least 1."""
-    return str(max(1, math.ceil(seconds)))

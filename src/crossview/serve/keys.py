@@ -61,7 +61,12 @@ or an operator sharing a secret of at least 32 bytes (at least the digest size f
 token must carry ``exp`` and ``sub``; its scopes come from the OAuth2-style ``scope`` claim (a
 space-separated string) and/or a ``scopes`` claim (a list of strings). A token naming a scope this
 service does not know, or naming none, is refused rather than silently narrowed. JWTs cannot be
-revoked individually: keep their lifetimes short.
+revoked individually, so their lifetime is capped (``max_lifetime_s``, a day by default; None lifts
+the cap): a token whose ``exp`` lies further ahead (beyond ``leeway_s``), or whose ``exp - iat`` is
+longer, is refused, and ``issue`` refuses such a ``ttl_s``. ``exp`` and ``iat`` must be finite
+numbers (``exp = 10**30``, ``1e308`` or ``"soon"`` is refused, never an error) and ``iat`` may not
+lie in the future. With an ``issuer`` and ``audience`` configured, ``iss`` and ``aud`` are required
+and must match.
 
 Example:
 
@@ -77,7 +82,6 @@ import builtins
 import hashlib
 import hmac
 import math
-import os
 import re
 import secrets
 import sqlite3
@@ -91,6 +95,8 @@ from types import TracebackType
 from typing import Any, Final, Literal
 
 import jwt
+
+from crossview.io.files import private_file
 
 __all__ = [
     "TOKEN_PREFIX",
@@ -251,13 +257,9 @@ class KeyStore:
     def __init__(self, path: str | Path) -> None:
         self._path = Path(path)
         self._lock = threading.Lock()
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        if not self._path.exists():
-            # Create the file ourselves so that it never exists with a laxer mode than 0o600;
-            # SQLite then gives the -wal and -shm files the same mode as the database file.
-            fd = os.open(self._path, os.O_CREAT | os.O_RDWR, 0o600)
-            os.close(fd)
-            os.chmod(self._path, 0o600)
+        self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # never laxer than 0o600; SQLite gives the -wal and -shm files the database file's mode
+        private_file(self._path)
         conn = sqlite3.connect(self._path, timeout=10.0, isolation_level=None, check_same_thread=False)
         try:
             version = int(conn.execute("PRAGMA user_version").fetchone()[0])
@@ -459,9 +461,12 @@ class JwtVerifier:
     """Verifies (and, for tests and operators, issues) HMAC-signed JWT bearer tokens. Thread-safe.
 
     Tokens must carry ``exp`` and ``sub``, plus ``aud``/``iss`` when an audience/issuer is configured.
+    ``exp`` and ``iat`` must be finite numbers, ``iat`` not in the future (beyond ``leeway_s``), and
+    with ``max_lifetime_s`` set (a day by default; None for no cap) ``exp`` may lie at most that far
+    ahead (+ ``leeway_s``) and ``exp - iat`` may not exceed it.
     """
 
-    __slots__ = ("_algorithms", "_audience", "_issuer", "_leeway_s", "_secret")
+    __slots__ = ("_algorithms", "_audience", "_issuer", "_leeway_s", "_max_lifetime_s", "_secret")
 
     def __init__(
         self,
@@ -471,6 +476,7 @@ class JwtVerifier:
         audience: str | None = None,
         issuer: str | None = None,
         leeway_s: float = 0.0,
+        max_lifetime_s: float | None = 86400.0,
     ) -> None:
         if not isinstance(secret, str) or not secret:
             raise ValueError("JWT secret must be a non-empty string")
@@ -503,11 +509,12 @@ class JwtVerifier:
         self._audience = audience
         self._issuer = issuer
         self._leeway_s = leeway
+        self._max_lifetime_s = _max_lifetime(max_lifetime_s)
 
     def __repr__(self) -> str:
         return (
             f"JwtVerifier(algorithms={list(self._algorithms)!r}, audience={self._audience!r}, "
-            f"issuer={self._issuer!r}, leeway_s={self._leeway_s!r})"
+            f"issuer={self._issuer!r}, leeway_s={self._leeway_s!r}, max_lifetime_s={self._max_lifetime_s!r})"
         )
 
     def verify(self, token: str) -> Principal | None:
@@ -531,6 +538,8 @@ class JwtVerifier:
             )
         except (jwt.PyJWTError, ValueError, TypeError, OverflowError):
             return None
+        if not self._within_lifetime(claims):
+            return None
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject.strip():
             return None
@@ -539,10 +548,39 @@ class JwtVerifier:
             return None
         return Principal(subject=subject, scopes=scopes, via="jwt", key_id=None)
 
+    def _within_lifetime(self, claims: dict[str, Any]) -> bool:
+        """``exp`` (and ``iat`` if present) numeric and finite, ``iat`` not ahead, the lifetime capped.
+
+        PyJWT checks that ``exp`` has passed, not how far ahead it lies: a token valid until the
+        year 10^22 is a password that never expires, whether an issuer erred or a leaked secret
+        forged it. So ``exp`` may lie at most ``max_lifetime_s`` (+ leeway) ahead, and ``exp - iat``
+        may not exceed ``max_lifetime_s`` when the token says when it was issued.
+        """
+        expires = _seconds(claims.get("exp"))
+        if expires is None:
+            return False
+        issued: float | None = None
+        if "iat" in claims:
+            issued = _seconds(claims["iat"])
+            if issued is None:
+                return False
+        now = time.time()
+        if issued is not None and issued > now + self._leeway_s:
+            return False
+        limit = self._max_lifetime_s
+        if limit is None:
+            return True
+        if expires - now > limit + self._leeway_s:
+            return False
+        return issued is None or expires - issued <= limit
+
     def issue(self, subject: str, scopes: Iterable[Scope | str], ttl_s: float = 3600.0) -> str:
         """Sign a token for ``subject`` with ``scopes``, valid for ``ttl_s`` seconds (rounded up).
 
-        Uses the first configured algorithm and adds ``aud``/``iss`` when configured.
+        ``iat`` is the current whole second and ``exp`` lies ``ceil(ttl_s)`` after it, so a token
+        this verifier issues always passes its own lifetime check; a ``ttl_s`` whose rounded-up
+        value exceeds ``max_lifetime_s`` is a ``ValueError``. Uses the first configured algorithm
+        and adds ``aud``/``iss`` when configured.
         """
         if not isinstance(subject, str) or not subject.strip():
             raise ValueError("JWT subject must be a non-empty string")
@@ -550,15 +588,44 @@ class JwtVerifier:
         ttl = float(ttl_s)
         if not math.isfinite(ttl) or ttl <= 0:
             raise ValueError(f"JWT ttl_s must be a finite number > 0, got {ttl_s!r}")
+        if self._max_lifetime_s is not None and math.ceil(ttl) > self._max_lifetime_s:
+            raise ValueError(
+                f"JWT ttl_s {ttl_s!r} (rounded up to whole seconds) exceeds this verifier's "
+                f"max_lifetime_s ({self._max_lifetime_s:g})"
+            )
         now = time.time()
         claims: dict[str, Any] = {
             "sub": subject,
             "scope": " ".join(s.value for s in _ordered(scope_set)),
             "iat": int(now),
-            "exp": math.ceil(now + ttl),
+            "exp": int(now) + math.ceil(ttl),
         }
         if self._audience is not None:
             claims["aud"] = self._audience
         if self._issuer is not None:
             claims["iss"] = self._issuer
         return jwt.encode(claims, self._secret, algorithm=self._algorithms[0])
+
+
+def _max_lifetime(value: float | None) -> float | None:
+    """``max_lifetime_s`` checked: a finite number of seconds > 0, or None (no cap)."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if isinstance(value, bool) or not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"JWT max_lifetime_s must be a finite number > 0 or None, got {value!r}")
+    return seconds
+
+
+def _seconds(value: object) -> float | None:
+    """A JWT NumericDate as seconds; None for anything else (strings, booleans, NaN, 10**400)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        seconds = float(value)
+    except OverflowError:
+        return None
+    return seconds if math.isfinite(seconds) else None

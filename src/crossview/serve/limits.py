@@ -121,6 +121,20 @@ class RateLimiter:
             self._compact_heap()
             return 0.0
 
+    def wait_time(self, key: str, cost: float = 1.0) -> float:
+        """Seconds until ``key`` could spend ``cost`` tokens (``0.0``: now), taking nothing.
+
+        For limits that must refuse *before* the work that would be charged, e.g. failed
+        authentications from an address: looked at first, charged only when a failure happens.
+        """
+        rate, burst = self._limit.rate_per_s, self._limit.burst
+        with self._lock:
+            bucket = self._buckets.get(key)
+            if bucket is None:
+                return 0.0
+            tokens = min(float(burst), bucket.tokens + max(0.0, self._clock() - bucket.stamp) * rate)
+        return 0.0 if tokens + self._slack >= cost else (cost - tokens) / rate
+
     def _make_room(self, now: float) -> None:
         """Drop buckets until one more fits: a full one when there is any, else the LRU one."""
         while len(self._buckets) >= self._max_keys:

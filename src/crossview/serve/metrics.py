@@ -1,6 +1,15 @@
-"""Prometheus metrics of one service instance, in its own registry (no process-global state)."""
+"""Prometheus metrics of one service instance, in its own registry (no process-global state).
+
+Every label takes values from a closed set, so a client cannot grow the number of series: routes
+are templates (or ``unmatched``), methods the known ones (or ``OTHER``), codes and reasons the
+service's own, models those the service declares, cameras those holding state (at most the camera
+cap; ``forget_camera`` removes a camera's series when it goes idle).
+"""
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -22,6 +31,20 @@ class ServiceMetrics:
             "HTTP request latency by route template, method and status.",
             ("route", "method", "status"),
             buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.grpc_seconds = Histogram(
+            "crossview_grpc_request_duration_seconds",
+            "gRPC call latency by method and status code.",
+            ("method", "code"),
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.gate_refusals = Counter(
+            "crossview_gate_refusals_total",
+            "Requests refused before their body was read (draining, authentication, scope, rate and "
+            "failure limits, requests in flight), by error code.",
+            ("code",),
             registry=r,
         )
         self.stage_seconds = Histogram(
@@ -92,6 +115,20 @@ class ServiceMetrics:
             ("stream", "signal"),
             registry=r,
         )
+
+    def forget_camera(self, camera: str, models: Iterable[str]) -> None:
+        """Drop the series of a camera that went idle (its counters restart if it comes back)."""
+        for counter in (self.ingested_frames, self.embeddings):
+            with contextlib.suppress(KeyError):
+                counter.remove(camera)
+        for model in models:
+            with contextlib.suppress(KeyError):
+                self.confidence.remove(camera, model)
+        for gauge in (self.drift_psi, self.drift_ks_pvalue, self.drifted):
+            for model in models:
+                for signal in ("confidence", "embedding"):
+                    with contextlib.suppress(KeyError):
+                        gauge.remove(f"{camera}/{model}", signal)
 
     def set_breaker(self, backend: str, state: BreakerState) -> None:
         self.breaker_state.labels(backend).set(BREAKER_LEVEL[state])

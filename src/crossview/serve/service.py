@@ -1,27 +1,36 @@
 """The service core, independent of HTTP: admission, the ingest worker, tracking, indexing,
 cross-camera identities and search.
 
-``Service`` owns one data directory: ``service.sqlite`` (``ServiceStore``: the ingest journal,
-tracked detections and tracks), ``index/`` (a durable ``FaissIndex`` of ended tracks) and
-``keys.sqlite`` (API keys, used by the HTTP layer).
+``Service`` owns one data directory (created private: mode 0700): ``service.sqlite``
+(``ServiceStore``: the ingest journal, tracked detections and tracks), ``index/`` (a durable
+``FaissIndex`` of ended tracks) and ``keys.sqlite`` (API keys, used by the HTTP layer).
 
 Flow of one ingest batch (one camera, frames in time order): either detections with optional
 embeddings (``submit``), or encoded images (``submit_images``) that the worker detects and embeds.
 
-1. The batch is checked (shapes, embedding size, decodable images, time after the camera's last
-   accepted frame) and admitted only while fewer than ``max_queued_batches`` wait; beyond that
-   ``Overloaded`` is raised with a retry time, *before* anything is stored, so a refused batch
-   was never acknowledged.
-2. Admitted, the batch (and its images) is committed to the journal; only then is it acknowledged.
-3. The worker thread processes journal batches oldest first: detection and embedding for images,
-   each through its model's circuit breaker (a failing model leaves the batch queued, in order,
-   for a later try), then the camera's tracker. The tracked detections and track spans are
-   written while the batch is marked done, in one transaction.
+1. The batch is checked (shapes, embedding size, the detector's name against the declared ones,
+   image headers against ``ImageLimits``) and replayed from the journal when it carries an
+   idempotency key already stored for its credential. Then it *reserves* its place
+   (``Admission``): a queue slot, its camera (declared by the site file, or one of at most
+   ``max_cameras``; cameras sending images also within ``max_megapixels``) and its time span
+   after the camera's last accepted frame. A refusal here (``Overloaded``, ``CameraLimit``, ...)
+   comes before any image is decoded and before anything is stored, so a refused batch was never
+   acknowledged and is never replayed.
+2. Images are decoded once to prove they decode (at most ``decode_concurrency`` at once), then
+   the batch (and its images) is committed to the journal; only then is it acknowledged.
+3. The worker thread processes journal batches oldest first: images are decoded, detected and
+   embedded a few frames at a time (``frames_per_chunk``, bounding memory), each model through its
+   circuit breaker (a failing model leaves the batch queued, in order, for a later try); then the
+   camera's tracker runs. The tracked detections and track spans are written while the batch is
+   marked done, in one transaction.
 4. A track idle for ``track_idle_s`` of its camera's time has ended. Its appearance (the
    confidence-weighted mean of its detections' embeddings, read back from the store) gives it a
    global identity (``OnlineAssociator``, with the site's topology and calibration when given)
    and is added to the index through the index's circuit breaker. While the breaker is open the
    track waits and is indexed once the index is healthy again; nothing is dropped.
+5. A camera that sent nothing for ``cameras.idle_s`` is released: its tracker ends (its tracks are
+   indexed), the detector forgets its model (``PerCameraState``), and ``camera_freed`` callbacks
+   drop its drift windows and metric series. Memory follows the cameras that are sending.
 
 ``start`` restores the identities of recent tracks and indexes what a previous process left
 open. ``stop`` refuses new batches, lets the worker finish what was accepted (up to
@@ -34,15 +43,16 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
+import json
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
-import cv2
 import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field
@@ -50,23 +60,37 @@ from pydantic import BaseModel, ConfigDict, Field
 from crossview.core.camera import Camera
 from crossview.core.detections import Detections
 from crossview.core.frame import Frame
-from crossview.detect.base import Detector
-from crossview.detect.factory import make_detector
+from crossview.detect.base import Detector, PerCameraState
+from crossview.detect.factory import make_detector, parse_spec
 from crossview.embed.base import Embedder
+from crossview.io.files import private_directory
+from crossview.io.image import ImageLimits
 from crossview.multicam.association import AssociationConfig, OnlineAssociator, Tracklet
 from crossview.multicam.topology import CameraTopology
 from crossview.multicam.tracklets import Locator
 from crossview.search.engine import Hit, RerankMethod, SearchEngine
 from crossview.search.faiss_index import FaissIndex
 from crossview.search.index import Entry, Filter
+from crossview.serve.admission import Admission, CameraLimits, ImageDecoder, Reservation
 from crossview.serve.breaker import BreakerConfig, BreakerOpenError, CircuitBreaker
-from crossview.serve.store import DetectionRow, ServiceStore, TrackRow
+from crossview.serve.errors import (
+    BackendFailure,
+    BackendUnavailable,
+    IdempotencyConflict,
+    InvalidRequest,
+    NotFound,
+    NotSearchable,
+    Unavailable,
+)
+from crossview.serve.store import DetectionRow, DuplicateKey, ServiceStore, TrackRow
 from crossview.track.base import Tracker
 from crossview.track.factory import make_tracker
 
 # What a failing index raises (FAISS: RuntimeError; its SQLite and files: sqlite3.Error, OSError).
 # Bad queries (ValueError) and unknown ids (KeyError) are the caller's and do not open the breaker.
 BACKEND_ERRORS: tuple[type[BaseException], ...] = (RuntimeError, OSError, sqlite3.Error)
+UNKNOWN_MODEL: Final = "unknown"
+MAX_IDEMPOTENCY_KEY: Final = 128
 
 
 class SiteConfig(BaseModel):
@@ -74,7 +98,8 @@ class SiteConfig(BaseModel):
 
     ``topology``: overlaps and transit windows (``CameraTopology``'s JSON form); ``cameras``:
     calibrated cameras, whose tracks are then located in metres and compared where views overlap.
-    Without either, global identities rest on appearance and time alone.
+    Without either, global identities rest on appearance and time alone. The cameras named by
+    either are the site's cameras: when there are any, only they may send.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -90,6 +115,14 @@ class SiteConfig(BaseModel):
         description="on start, identities seen this long before the last stored track are restored",
     )
 
+    @property
+    def camera_ids(self) -> frozenset[str]:
+        """The cameras the site declares (none: any camera may send, up to the camera cap)."""
+        named = {camera.id for camera in self.cameras}
+        if self.topology is not None:
+            named.update(self.topology.cameras)
+        return frozenset(named)
+
 
 class ServiceConfig(BaseModel):
     """What a service instance keeps, admits and how it tracks."""
@@ -99,11 +132,22 @@ class ServiceConfig(BaseModel):
     data_dir: Path
     tracker: str = "sort"
     detector: str = Field(default="motion", description="for image ingest: motion | yolox:M.onnx | ...")
+    models: tuple[str, ...] = Field(
+        default=(),
+        max_length=64,
+        description="detector names that detection batches may declare (besides 'unknown')",
+    )
     max_images_per_batch: int = Field(default=64, ge=1)
     frame_rate: float = Field(default=10.0, gt=0, description="cameras' frame rate, for tracker buffers")
     max_queued_batches: int = Field(default=256, ge=1)
     max_frames_per_batch: int = Field(default=300, ge=1)
     max_detections_per_frame: int = Field(default=500, ge=1)
+    images: ImageLimits = Field(default_factory=ImageLimits)
+    cameras: CameraLimits = Field(default_factory=CameraLimits)
+    decode_concurrency: int = Field(default=2, ge=1, description="images decoded at once for requests")
+    decode_wait_s: float = Field(default=5.0, ge=0, description="longest wait for a decode slot")
+    frames_per_chunk: int = Field(default=8, ge=1, description="image frames the worker decodes at a time")
+    idempotency_ttl_s: float = Field(default=86400.0, gt=0, description="how long idempotency keys are kept")
     track_idle_s: float = Field(default=5.0, gt=0, description="a track idle this long has ended")
     drain_timeout_s: float = Field(default=10.0, ge=0)
     index_factory: str = "HNSW32"
@@ -113,27 +157,6 @@ class ServiceConfig(BaseModel):
     model_attempts: int = Field(
         default=3, ge=1, description="tries of one image batch whose model calls fail before it is failed"
     )
-
-
-class Overloaded(RuntimeError):
-    """The ingest queue is full: the batch was refused, not stored."""
-
-    def __init__(self, queued: int, retry_after_s: float) -> None:
-        self.queued = queued
-        self.retry_after_s = retry_after_s
-        super().__init__(f"ingest queue is full ({queued} batches waiting); retry in {retry_after_s:.1f} s")
-
-
-class Unavailable(RuntimeError):
-    """The service is starting or shutting down and takes no ingest."""
-
-
-class BackendFailure(RuntimeError):
-    """A backend (the index) failed on this call; its breaker counted it."""
-
-    def __init__(self, backend: str, error: BaseException) -> None:
-        self.backend = backend
-        super().__init__(f"backend {backend!r} failed: {type(error).__name__}: {error}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,11 +173,39 @@ class FrameInput:
 
 @dataclass(frozen=True, slots=True)
 class ImageInput:
-    """One encoded frame (JPEG, PNG, ...) as submitted, to be detected by the service."""
+    """One encoded frame (JPEG, PNG, WebP or BMP) as submitted, to be detected by the service."""
 
     frame_index: int
     timestamp: float
     data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Idempotency:
+    """A client's idempotency key for one request, scoped to the credential that sent it."""
+
+    principal: str
+    key: str
+
+    def __post_init__(self) -> None:
+        if (
+            not 1 <= len(self.key) <= MAX_IDEMPOTENCY_KEY
+            or not self.key.isascii()
+            or not self.key.isprintable()
+        ):
+            raise InvalidRequest(
+                f"an idempotency key must be 1-{MAX_IDEMPOTENCY_KEY} printable ASCII characters"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """The acknowledgement of an accepted batch; ``replayed`` when an idempotent retry found it."""
+
+    batch_id: int
+    frames: int
+    detections: int
+    replayed: bool = False
 
 
 @dataclass(slots=True)
@@ -180,8 +231,10 @@ class Service:
         self.config = config
         self.embedder = embedder
         self.detector = detector or make_detector(config.detector)
+        self.detector_name = model_name(config.detector)
+        self.models = frozenset({UNKNOWN_MODEL, *config.models})
         self.dim = embedder.dim
-        config.data_dir.mkdir(parents=True, exist_ok=True)
+        private_directory(config.data_dir)
         self.store = ServiceStore(config.data_dir / "service.sqlite")
         self.index = index or FaissIndex(config.data_dir / "index", self.dim, factory=config.index_factory)
         self.index_breaker = CircuitBreaker(
@@ -195,6 +248,16 @@ class Service:
             )
             for name in ("detector", "embedder")
         }
+        self.admission = Admission(
+            config.cameras,
+            max_queued=config.max_queued_batches,
+            declared=config.site.camera_ids,
+            stored_until=self.store.last_timestamp,
+            queued_by_camera=self.store.queued_by_camera(),
+        )
+        self.decoder = ImageDecoder(
+            config.images, concurrency=config.decode_concurrency, wait_s=config.decode_wait_s
+        )
         self._on_stage = on_stage
         self._attempts: dict[int, int] = {}
         site = config.site
@@ -204,25 +267,27 @@ class Service:
         self._next_global = self.store.max_global_id() + 1  # ids never reuse those of earlier runs
         self.engine = SearchEngine(self.index, embedder)
         self._cameras: dict[str, _Camera] = {}
-        self._accepted_until = self.store.last_timestamps()
-        self._queued = self.store.queued_count()
-        self._admit = threading.Lock()
+        self._unindexed_freed: set[str] = set()  # released cameras whose last tracks await the index
         self._wake = threading.Event()
         self._idle = threading.Event()
         self._stopping = threading.Event()
         self._accepting = False
         self._worker: threading.Thread | None = None
+        self._accepted_since_prune = 0
         self.processed_batches = 0
         self.failed_batches = 0
         # called by the worker with (camera, model, tracked detections) for every processed frame
         self.observers: list[Callable[[str, str, Detections], None]] = []
+        # called by the worker with a camera's id once its state was freed (it went idle)
+        self.camera_freed: list[Callable[[str], None]] = []
 
     # ------------------------------------------------------------------------------- life cycle
     def start(self) -> None:
         """Restore recent identities, index the tracks a previous process left open, then start the
         worker and admit batches."""
+        self.store.prune_idempotency(time.time() - self.config.idempotency_ttl_s)
         self._restore_identities()
-        self._index_ended(everything=True)
+        self._index_ended({c: np.inf for c in self.store.last_timestamps()})
         self._worker = threading.Thread(target=self._run, name="crossview-ingest", daemon=True)
         self._worker.start()
         self._accepting = True
@@ -242,7 +307,7 @@ class Service:
         self._wake.set()
         if self._worker is not None:
             self._worker.join(timeout=max(self.config.drain_timeout_s, 1.0))
-        self._index_ended(everything=True)
+        self._index_ended({c: np.inf for c in self.store.last_timestamps()})
         # the index's own SQLite is its source of truth: a snapshot that fails now can wait
         with contextlib.suppress(Exception):
             self.index_breaker.call(self.index.flush)
@@ -262,101 +327,171 @@ class Service:
 
     @property
     def queued(self) -> int:
-        return self._queued
+        return self.admission.queued
+
+    def retry_after(self) -> float:
+        """About how long until a queue slot frees (the recent processing rate), 1-60 s."""
+        return self.admission.retry_after()
 
     # ------------------------------------------------------------------------------------ ingest
-    def submit(self, camera_id: str, frames: Sequence[FrameInput], *, model: str = "unknown") -> int:
-        """Check, admit and durably store one batch of detections; its id (see the module docstring)."""
-        self._check(camera_id, frames)
-        payload = {"kind": "detections", "model": model, "frames": [_frame_payload(f) for f in frames]}
-        count = sum(len(f.xyxy) for f in frames)
-        return self._admit_batch(camera_id, [f.timestamp for f in frames], payload, count)
-
-    def submit_images(self, camera_id: str, images: Sequence[ImageInput]) -> int:
-        """Check, admit and durably store one batch of encoded frames, detected by the worker; its id."""
-        _check_camera(camera_id)
-        if not images:
-            raise ValueError("a batch needs at least one image")
-        if len(images) > self.config.max_images_per_batch:
-            raise ValueError(f"{len(images)} images in one batch; at most {self.config.max_images_per_batch}")
-        _check_times([i.timestamp for i in images])
-        for number, image in enumerate(images):
-            if decode_image(image.data) is None:
-                raise ValueError(f"image {number} (frame index {image.frame_index}) is not a decodable image")
-        payload = {
-            "kind": "images",
-            "model": self.config.detector,
-            "frames": [{"frame_index": i.frame_index, "timestamp": i.timestamp} for i in images],
-        }
-        return self._admit_batch(
-            camera_id, [i.timestamp for i in images], payload, 0, [i.data for i in images]
-        )
-
-    def _admit_batch(
+    def submit(
         self,
         camera_id: str,
-        timestamps: list[float],
-        payload: dict[str, Any],
-        detections: int,
-        images: Sequence[bytes] = (),
-    ) -> int:
+        frames: Sequence[FrameInput],
+        *,
+        model: str = UNKNOWN_MODEL,
+        idempotency: Idempotency | None = None,
+    ) -> Ack:
+        """Check, admit and durably store one batch of detections (see the module docstring)."""
+        self._check(camera_id, frames)
+        if model not in self.models:
+            known = ", ".join(map(repr, sorted(self.models)))
+            raise InvalidRequest(
+                f"unknown model {model[:64]!r}: this service takes {known} "
+                "(crossview serve --model NAME declares another)"
+            )
+        payload = {"kind": "detections", "model": model, "frames": [_frame_payload(f) for f in frames]}
+        count = sum(len(f.xyxy) for f in frames)
+        text = json.dumps(payload, separators=(",", ":"))
+        fingerprint = _fingerprint(camera_id, text)
+        replay = self._replay(idempotency, fingerprint)
+        if replay is not None:
+            return replay
+        reservation = self._reserve(camera_id, [f.timestamp for f in frames])
+        return self._store(reservation, payload, len(frames), count, (), idempotency, fingerprint)
+
+    def submit_images(
+        self, camera_id: str, images: Sequence[ImageInput], *, idempotency: Idempotency | None = None
+    ) -> Ack:
+        """Check, admit and durably store one batch of encoded frames, detected by the worker.
+
+        Image headers are checked first, the batch's place is reserved next, and only then are
+        the images decoded (to prove they decode): a refused batch costs no decoding.
+        """
+        _check_camera(camera_id)
+        if not images:
+            raise InvalidRequest("a batch needs at least one image")
+        if len(images) > self.config.max_images_per_batch:
+            raise InvalidRequest(
+                f"{len(images)} images in one batch; at most {self.config.max_images_per_batch}"
+            )
+        _check_times([i.timestamp for i in images])
+        wheres = [f"image {n} (frame index {i.frame_index}): " for n, i in enumerate(images)]
+        pixels = max(self.decoder.probe(i.data, w).pixels for i, w in zip(images, wheres, strict=True))
+        payload = {
+            "kind": "images",
+            "model": self.detector_name,
+            "frames": [{"frame_index": i.frame_index, "timestamp": i.timestamp} for i in images],
+        }
+        fingerprint = _fingerprint(camera_id, json.dumps(payload), *(i.data for i in images))
+        replay = self._replay(idempotency, fingerprint)
+        if replay is not None:
+            return replay
+        reservation = self._reserve(camera_id, [i.timestamp for i in images], pixels=pixels)
+        try:
+            for image, where in zip(images, wheres, strict=True):
+                self.decoder.decode(image.data, where)
+        except BaseException:
+            self.admission.release(reservation)
+            raise
+        data = [i.data for i in images]
+        return self._store(reservation, payload, len(images), 0, data, idempotency, fingerprint)
+
+    def decode_query(self, data: bytes) -> NDArray[np.uint8]:
+        """A search image, decoded once its header passed the limits (a bounded number at once)."""
+        return self.decoder.decode(data, "the query image: ")
+
+    def _reserve(self, camera_id: str, timestamps: Sequence[float], *, pixels: int = 0) -> Reservation:
         if not self._accepting:
-            raise Unavailable("the service is not accepting ingest (starting or shutting down)")
-        with self._admit:
-            if self._queued >= self.config.max_queued_batches:
-                raise Overloaded(self._queued, self.retry_after())
-            last = self._accepted_until.get(camera_id, -np.inf)
-            if timestamps[0] <= last:
-                raise ValueError(
-                    f"camera {camera_id!r}: frames must come after the last accepted one "
-                    f"(timestamp {timestamps[0]} is not after {last})"
-                )
-            batch_id = self.store.accept(camera_id, payload, timestamps, detections, images)
-            self._accepted_until[camera_id] = timestamps[-1]
-            self._queued += 1
+            raise Unavailable(
+                "the service is not accepting ingest (starting or shutting down)", retry_after_s=1.0
+            )
+        return self.admission.reserve(camera_id, timestamps[0], timestamps[-1], pixels=pixels)
+
+    def _replay(self, idempotency: Idempotency | None, fingerprint: str) -> Ack | None:
+        """The acknowledgement already given for this idempotency key, if it was used before."""
+        if idempotency is None:
+            return None
+        record = self.store.idempotent(idempotency.principal, idempotency.key)
+        if record is None:
+            return None
+        if record.fingerprint != fingerprint:
+            raise IdempotencyConflict(
+                f"idempotency key {idempotency.key!r} was used for another request (batch "
+                f"{record.batch_id}); use a new key for new content"
+            )
+        return Ack(record.batch_id, record.frames, record.detections, replayed=True)
+
+    def _store(
+        self,
+        reservation: Reservation,
+        payload: dict[str, Any],
+        frames: int,
+        detections: int,
+        images: Sequence[bytes],
+        idempotency: Idempotency | None,
+        fingerprint: str,
+    ) -> Ack:
+        """Commit a reserved batch to the journal; acknowledged only once it is durable."""
+        key = None if idempotency is None else (idempotency.principal, idempotency.key, fingerprint)
+        timestamps = [float(f["timestamp"]) for f in payload["frames"]]
+        try:
+            batch_id = self.store.accept(reservation.camera_id, payload, timestamps, detections, images, key)
+        except DuplicateKey:  # the same retry raced this one and was stored first
+            self.admission.release(reservation)
+            replay = self._replay(idempotency, fingerprint)
+            assert replay is not None
+            return replay
+        except BaseException:
+            self.admission.release(reservation)
+            raise
+        self.admission.commit(reservation)
+        self._accepted_since_prune += 1
+        if self._accepted_since_prune >= 1000:
+            self._accepted_since_prune = 0
+            self.store.prune_idempotency(time.time() - self.config.idempotency_ttl_s)
         self._idle.clear()
         self._wake.set()
-        return batch_id
+        return Ack(batch_id, frames, detections)
 
     def _check(self, camera_id: str, frames: Sequence[FrameInput]) -> None:
         _check_camera(camera_id)
         if not frames:
-            raise ValueError("a batch needs at least one frame")
+            raise InvalidRequest("a batch needs at least one frame")
         if len(frames) > self.config.max_frames_per_batch:
-            raise ValueError(f"{len(frames)} frames in one batch; at most {self.config.max_frames_per_batch}")
+            raise InvalidRequest(
+                f"{len(frames)} frames in one batch; at most {self.config.max_frames_per_batch}"
+            )
         _check_times([f.timestamp for f in frames])
         for number, frame in enumerate(frames):
             where = f"frame {number} (index {frame.frame_index})"
             n = len(frame.xyxy)
             if n > self.config.max_detections_per_frame:
-                raise ValueError(f"{where}: {n} detections; at most {self.config.max_detections_per_frame}")
+                raise InvalidRequest(
+                    f"{where}: {n} detections; at most {self.config.max_detections_per_frame}"
+                )
             if frame.xyxy.shape != (n, 4) or not np.all(np.isfinite(frame.xyxy)):
-                raise ValueError(f"{where}: boxes must be finite [x1, y1, x2, y2]")
+                raise InvalidRequest(f"{where}: boxes must be finite [x1, y1, x2, y2]")
             if np.any(frame.xyxy[:, 2] < frame.xyxy[:, 0]) or np.any(frame.xyxy[:, 3] < frame.xyxy[:, 1]):
-                raise ValueError(f"{where}: boxes need x2 >= x1 and y2 >= y1")
+                raise InvalidRequest(f"{where}: boxes need x2 >= x1 and y2 >= y1")
             if np.any((frame.confidence < 0) | (frame.confidence > 1)) or not np.all(
                 np.isfinite(frame.confidence)
             ):
-                raise ValueError(f"{where}: confidences must be in [0, 1]")
+                raise InvalidRequest(f"{where}: confidences must be in [0, 1]")
             if frame.embedding is not None:
                 if frame.embedding.shape != (n, self.dim):
-                    raise ValueError(
+                    raise InvalidRequest(
                         f"{where}: embeddings must be {n} x {self.dim} (this service's embedder), "
                         f"got {' x '.join(map(str, frame.embedding.shape))}"
                     )
                 norms = np.linalg.norm(frame.embedding, axis=1)
                 if not np.all(np.isfinite(norms)) or np.any(norms == 0):
-                    raise ValueError(f"{where}: embeddings must be finite and non-zero")
-
-    def retry_after(self) -> float:
-        """About how long until a queue slot frees: the recent processing rate, at least a second."""
-        return max(1.0, min(60.0, self._queued * self._seconds_per_batch))
-
-    _seconds_per_batch = 0.01
+                    raise InvalidRequest(f"{where}: embeddings must be finite and non-zero")
 
     # ------------------------------------------------------------------------------------ worker
     def _run(self) -> None:
         while not self._stopping.is_set():
+            self._free_idle_cameras()
             batches = self.store.next_batches(16)
             if not batches:
                 self._index_ended()
@@ -368,10 +503,7 @@ class Service:
                 started = time.perf_counter()
                 if not self._attempt(batch.id, batch.camera_id, batch.payload):
                     break  # the models are failing: the batch stays queued, in order, for a later try
-                with self._admit:
-                    self._queued -= 1
-                elapsed = time.perf_counter() - started
-                self._seconds_per_batch = 0.9 * self._seconds_per_batch + 0.1 * elapsed
+                self.admission.done(batch.camera_id, time.perf_counter() - started)
             self._index_ended()
 
     def _attempt(self, batch_id: int, camera_id: str, payload: dict[str, Any]) -> bool:
@@ -408,21 +540,21 @@ class Service:
             camera = self._cameras[camera_id] = _Camera(tracker, self.store.track_offset(camera_id))
         return camera
 
+    def _free_idle_cameras(self) -> None:
+        """Free the state of cameras gone idle: tracker (its tracks indexed), detector model, hooks."""
+        for camera_id in self.admission.take_idle():
+            self._cameras.pop(camera_id, None)
+            self._unindexed_freed.add(camera_id)
+            if isinstance(self.detector, PerCameraState):
+                self.detector.reset(camera_id)
+            for hook in self.camera_freed:
+                hook(camera_id)
+
     def _process(self, batch_id: int, camera_id: str, payload: dict[str, Any]) -> None:
         camera = self._camera(camera_id)
-        model = str(payload.get("model", "unknown"))
+        model = str(payload.get("model", UNKNOWN_MODEL))
         if payload.get("kind") == "images":
-            frames = []
-            for meta, data in zip(payload["frames"], self.store.images(batch_id), strict=True):
-                image = decode_image(data)
-                if image is None:  # checked at admission; only a corrupted journal gets here
-                    raise ValueError(f"frame {meta['frame_index']}: stored image is not decodable")
-                frames.append(Frame(image, camera_id, int(meta["frame_index"]), float(meta["timestamp"])))
-            started = time.perf_counter()
-            found = self._model("detector", self.detector.detect, frames)
-            started = self._timed("detect", started)
-            detected = self._model("embedder", self.embedder.embed, frames, found)
-            self._timed("embed", started)
+            detected = self._detect_images(batch_id, camera_id, payload["frames"])
         else:
             detected = [_frame_detections(camera_id, frame) for frame in payload["frames"]]
         started = time.perf_counter()
@@ -437,6 +569,36 @@ class Service:
         tracks = [(camera_id, t, int(s[2]), s[0], s[1], int(s[3])) for t, s in spans.items()]
         self.store.complete(batch_id, rows, tracks)
         self._timed("store", started)
+
+    def _detect_images(self, batch_id: int, camera_id: str, metas: list[dict[str, Any]]) -> list[Detections]:
+        """Decode, detect and embed a batch's images ``frames_per_chunk`` at a time (bounded memory).
+
+        Every frame is detected and embedded before any is tracked, so a model failure leaves the
+        camera's tracker as it was and the batch can be tried again.
+        """
+        stored = self.store.images(batch_id)
+        if len(stored) != len(metas):
+            raise ValueError(f"batch {batch_id} has {len(stored)} stored images for {len(metas)} frames")
+        detected: list[Detections] = []
+        step = self.config.frames_per_chunk
+        for first in range(0, len(metas), step):
+            started = time.perf_counter()
+            frames = [
+                Frame(
+                    # checked at admission; a journal from before the limits is checked here again
+                    self.decoder.decode(data, f"frame {meta['frame_index']}: ", forever=True),
+                    camera_id,
+                    int(meta["frame_index"]),
+                    float(meta["timestamp"]),
+                )
+                for meta, data in zip(metas[first : first + step], stored[first : first + step], strict=True)
+            ]
+            started = self._timed("decode", started)
+            found = self._model("detector", self.detector.detect, frames)
+            started = self._timed("detect", started)
+            detected.extend(self._model("embedder", self.embedder.embed, frames, found))
+            self._timed("embed", started)
+        return detected
 
     def _model(self, name: str, call: Callable[..., Any], *args: Any) -> Any:
         """A detector or embedder call through its breaker; its failures as ``BackendFailure``."""
@@ -478,14 +640,17 @@ class Service:
                 span[3] += 1
         camera.last_time = timestamp
 
-    def _index_ended(self, *, everything: bool = False) -> int:
-        """Add ended tracks to the index (all unindexed ones with ``everything``); how many."""
-        if everything:
-            limits = {c: np.inf for c in self.store.last_timestamps()}
-        else:
+    def _index_ended(self, limits: dict[str, float] | None = None) -> int:
+        """Add ended tracks to the index; how many. ``limits``: per camera, tracks that ended before
+        this time (default: those idle for ``track_idle_s`` of each live camera's time, and every
+        track of a released camera)."""
+        freed = set(self._unindexed_freed)
+        if limits is None:
             limits = {c: cam.last_time - self.config.track_idle_s for c, cam in self._cameras.items()}
+            limits |= {camera_id: np.inf for camera_id in freed}
         ended = self.store.unindexed_ended(limits)
         if not ended:
+            self._unindexed_freed -= freed
             return 0
         ids, vectors, entries, done = [], [], [], []
         appearances = {t.id: self.store.track_embedding(t.camera_id, t.track_id) for t in ended}
@@ -506,6 +671,7 @@ class Service:
                 return 0
             self._timed("index", started)
         self.store.mark_indexed(done)
+        self._unindexed_freed -= freed
         return len(ids)
 
     def _associate(
@@ -587,13 +753,13 @@ class Service:
         filter: Filter | None = None,
         rerank: RerankMethod = "none",
     ) -> list[Hit]:
-        """Visual search through the index's breaker (``BreakerOpenError`` while it is open).
+        """Visual search through the index's breaker (``BackendUnavailable`` while it is open).
 
         Without re-ranking (and no topology here for context) the ``k`` nearest are the answer,
         so only ``k`` candidates are fetched; re-ranking works on 100 (or ``2k``).
         """
         if track is not None and self.store.track(track) is None:
-            raise KeyError(f"no track with id {track}")
+            raise NotFound(f"no track with id {track}")
         try:
             return self.index_breaker.call(
                 self.engine.search,
@@ -605,10 +771,12 @@ class Service:
                 rerank=rerank,
                 candidates=k if rerank == "none" else max(100, 2 * k),
             )
-        except BreakerOpenError:
-            raise
+        except BreakerOpenError as error:
+            raise BackendUnavailable(str(error), retry_after_s=error.retry_after_s) from error
         except KeyError as error:
-            raise LookupError(f"track {track} is not searchable yet (it has not ended)") from error
+            raise NotSearchable(f"track {track} is not searchable yet (it has not ended)") from error
+        except ValueError as error:
+            raise InvalidRequest(str(error)) from error
         except BACKEND_ERRORS as error:
             raise BackendFailure("index", error) from error
 
@@ -635,33 +803,42 @@ def hit_fields(hit: Hit) -> dict[str, Any]:
     }
 
 
+def model_name(spec: str) -> str:
+    """A detector spec's short name, for labels and drift streams.
+
+    >>> model_name("yolox:/models/nano.onnx"), model_name("motion")
+    ('yolox:nano', 'motion')
+    """
+    name, argument = parse_spec(spec)
+    return f"{name}:{Path(argument).stem}" if argument else name
+
+
 def _check_camera(camera_id: str) -> None:
     if not camera_id or len(camera_id) > 128:
-        raise ValueError("camera_id must be 1-128 characters")
+        raise InvalidRequest("camera_id must be 1-128 characters")
 
 
 def _check_times(timestamps: Sequence[float]) -> None:
     times = np.asarray(timestamps, np.float64)
     if not np.all(np.isfinite(times)) or np.any(np.diff(times) <= 0):
-        raise ValueError("frame timestamps must be finite and strictly increasing within a batch")
+        raise InvalidRequest("frame timestamps must be finite and strictly increasing within a batch")
+
+
+def _fingerprint(camera_id: str, text: str, *images: bytes) -> str:
+    """What an idempotent retry must repeat exactly: the camera, the batch and its images."""
+    digest = hashlib.sha256(camera_id.encode())
+    digest.update(b"\0" + text.encode())
+    for image in images:
+        digest.update(len(image).to_bytes(8, "little") + image)
+    return digest.hexdigest()
 
 
 def query_embedding(values: Sequence[float], dim: int) -> NDArray[np.float32]:
-    """A query vector: ``dim`` finite numbers, not all zero (else ``ValueError``)."""
+    """A query vector: ``dim`` finite numbers, not all zero (else ``InvalidRequest``)."""
     embedding = np.asarray(values, np.float32)
     if embedding.shape != (dim,) or not np.all(np.isfinite(embedding)) or not np.any(embedding):
-        raise ValueError(f"embedding must be {dim} finite numbers, not all zero")
+        raise InvalidRequest(f"embedding must be {dim} finite numbers, not all zero")
     return embedding
-
-
-def decode_image(data: bytes) -> NDArray[np.uint8] | None:
-    """A BGR image from encoded bytes; None when they are not a decodable image."""
-    if not data:
-        return None
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if image is None or image.size == 0:
-        return None
-    return np.ascontiguousarray(image, np.uint8)
 
 
 def _entry(track: TrackRow, global_id: int) -> Entry:
@@ -707,16 +884,14 @@ def _frame_detections(camera_id: str, frame: dict[str, Any]) -> Detections:
 
 
 __all__ = [
-    "BackendFailure",
-    "BreakerOpenError",
+    "Ack",
     "FrameInput",
+    "Idempotency",
     "ImageInput",
-    "Overloaded",
     "Service",
     "ServiceConfig",
     "SiteConfig",
-    "Unavailable",
-    "decode_image",
     "hit_fields",
+    "model_name",
     "query_embedding",
 ]

@@ -8,6 +8,13 @@ batch that was accepted but not yet processed when the process died is processed
 restart. Memory holds only counters, so the backlog is bounded by ``max_queued`` (refused
 beyond it) and not by RAM.
 
+A batch may carry an idempotency key (with the credential that sent it and a fingerprint of its
+content), stored in the batch's own transaction: a retried request finds the batch it already
+stored (``idempotent``) instead of storing it twice. Keys are kept for a day (``prune_idempotency``).
+
+The database file is created private (0600; SQLite gives its WAL files the same mode): it holds
+queued camera frames, embeddings and tracks.
+
 Track ids are per camera. A restart begins new trackers, so each camera's new track ids are
 offset past the largest one already stored (``track_offset``): ids never collide.
 """
@@ -28,6 +35,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from crossview.io.files import private_file
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -42,6 +51,16 @@ CREATE TABLE IF NOT EXISTS batches (
     error TEXT
 );
 CREATE INDEX IF NOT EXISTS batches_state ON batches(state, id);
+CREATE INDEX IF NOT EXISTS batches_camera ON batches(camera_id, last_timestamp);
+CREATE TABLE IF NOT EXISTS idempotency (
+    principal TEXT NOT NULL,
+    key TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    batch_id INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (principal, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS idempotency_age ON idempotency(created_at);
 CREATE TABLE IF NOT EXISTS batch_images (
     batch_id INTEGER NOT NULL,
     position INTEGER NOT NULL,
@@ -75,6 +94,20 @@ CREATE TABLE IF NOT EXISTS tracks (
 );
 CREATE INDEX IF NOT EXISTS tracks_time ON tracks(t_start, t_end);
 """
+
+
+class DuplicateKey(Exception):
+    """The idempotency key was stored by another request in the meantime (nothing was written)."""
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyRecord:
+    """What a stored idempotency key refers to: the request's fingerprint and its batch."""
+
+    fingerprint: str
+    batch_id: int
+    frames: int
+    detections: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +157,7 @@ class ServiceStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(self.path)
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -138,22 +172,81 @@ class ServiceStore:
         timestamps: Sequence[float],
         detections: int,
         images: Sequence[bytes] = (),
+        idempotency: tuple[str, str, str] | None = None,
     ) -> int:
-        """Commit one batch, with its encoded images if any, to the journal (durable on return); its id."""
+        """Commit one batch, with its encoded images if any, to the journal (durable on return); its id.
+
+        ``idempotency`` is ``(principal, key, fingerprint)``, stored with the batch; ``DuplicateKey``
+        when that key was stored meanwhile (then nothing is written).
+        """
         text = json.dumps(payload, separators=(",", ":"))
-        with self._transaction() as db:
-            cursor = db.execute(
-                "INSERT INTO batches (camera_id, received_at, first_timestamp, last_timestamp, frames, "
-                "detections, payload) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (camera_id, time.time(), timestamps[0], timestamps[-1], len(timestamps), detections, text),
-            )
-            batch_id = cursor.lastrowid
-            assert batch_id is not None
-            db.executemany(
-                "INSERT INTO batch_images VALUES (?, ?, ?)",
-                [(batch_id, position, data) for position, data in enumerate(images)],
+        try:
+            with self._transaction() as db:
+                return self._accept(db, camera_id, text, timestamps, detections, images, idempotency)
+        except sqlite3.IntegrityError as error:
+            if idempotency is not None and "idempotency" in str(error):
+                raise DuplicateKey(idempotency[1]) from error
+            raise
+
+    @staticmethod
+    def _accept(
+        db: sqlite3.Connection,
+        camera_id: str,
+        text: str,
+        timestamps: Sequence[float],
+        detections: int,
+        images: Sequence[bytes],
+        idempotency: tuple[str, str, str] | None,
+    ) -> int:
+        cursor = db.execute(
+            "INSERT INTO batches (camera_id, received_at, first_timestamp, last_timestamp, frames, "
+            "detections, payload) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (camera_id, time.time(), timestamps[0], timestamps[-1], len(timestamps), detections, text),
+        )
+        batch_id = cursor.lastrowid
+        assert batch_id is not None
+        db.executemany(
+            "INSERT INTO batch_images VALUES (?, ?, ?)",
+            [(batch_id, position, data) for position, data in enumerate(images)],
+        )
+        if idempotency is not None:
+            principal, key, fingerprint = idempotency
+            db.execute(
+                "INSERT INTO idempotency VALUES (?, ?, ?, ?, ?)",
+                (principal, key, fingerprint, batch_id, time.time()),
             )
         return batch_id
+
+    def idempotent(self, principal: str, key: str) -> IdempotencyRecord | None:
+        """The batch a credential's idempotency key already stored, if any."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT i.fingerprint, i.batch_id, b.frames, b.detections FROM idempotency i "
+                "JOIN batches b ON b.id = i.batch_id WHERE i.principal = ? AND i.key = ?",
+                (principal, key),
+            ).fetchone()
+        return None if row is None else IdempotencyRecord(str(row[0]), int(row[1]), int(row[2]), int(row[3]))
+
+    def prune_idempotency(self, before: float) -> int:
+        """Forget idempotency keys stored before ``before`` (epoch seconds); how many."""
+        with self._transaction() as db:
+            return db.execute("DELETE FROM idempotency WHERE created_at < ?", (before,)).rowcount
+
+    def queued_by_camera(self) -> dict[str, int]:
+        """Batches waiting for the worker, per camera."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT camera_id, COUNT(*) FROM batches WHERE state = 'queued' GROUP BY camera_id"
+            ).fetchall()
+        return {str(c): int(n) for c, n in rows}
+
+    def last_timestamp(self, camera_id: str) -> float | None:
+        """The latest accepted timestamp of a camera (None when it never sent)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT MAX(last_timestamp) FROM batches WHERE camera_id = ?", (camera_id,)
+            ).fetchone()
+        return None if row[0] is None else float(row[0])
 
     def images(self, batch_id: int) -> list[bytes]:
         """A batch's encoded images, in order."""
