@@ -53,8 +53,9 @@ class ServerProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = data_dir.parent / f"server-{self.port}.log"
         command = [sys.executable, "-m", "crossview.cli", "serve", "--data-dir", str(data_dir)]
-        # the tests' clients declare their detector as "test-detector": a name the service must know
-        command += ["--port", str(self.port), "--model", "test-detector", *args]
+        # the tests' clients declare their detector as "test-detector": a name the service must know;
+        # no drain on SIGTERM unless a test asks for one (a later --drain wins)
+        command += ["--port", str(self.port), "--model", "test-detector", "--drain", "0", *args]
         self._log_file = self.log.open("wb")
         self.process = subprocess.Popen(
             command, stdout=self._log_file, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}

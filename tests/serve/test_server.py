@@ -226,6 +226,9 @@ def test_bad_input_is_a_4xx_naming_the_problem(server: ServerProcess) -> None:
     both = httpx.post(f"{url}/v1/search", json={"embedding": [1.0] * DIM, "track": 3}, headers=auth(token))
     assert both.status_code == 422
     assert httpx.post(f"{url}/v1/search", json={"track": 999}, headers=auth(token)).status_code == 404
+    backwards = {"embedding": [1.0] * DIM, "filter": {"time_range": [3e-171, 2e-206]}}  # found by the fuzzer
+    reversed_range = httpx.post(f"{url}/v1/search", json=backwards, headers=auth(token))
+    assert reversed_range.status_code == 422 and "is before its start" in reversed_range.text
     frames = object_frames(looks(1), 0, 3)
     frames[0]["detections"][0]["embedding"] = [1.0, 2.0]  # type: ignore[index]
     wrong = ingest(url, token, "gate", frames)

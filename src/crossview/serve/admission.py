@@ -5,7 +5,10 @@ Three resources are bounded here, each checked before the work that would use it
 * **Queue slots.** A batch holds a slot from the moment it is *reserved* (before its images are
   decoded) until the worker has processed it. At ``max_queued`` slots in use, ingest is refused
   with ``Overloaded`` and a retry time from the recent processing rate. Reserving first means a
-  refusal costs nothing: images are only decoded for batches that will be accepted.
+  refusal costs nothing: images are only decoded for batches that will be accepted. Once the
+  queue is half full, a camera holding its fair share of it (``max_queued`` divided by the
+  cameras with batches waiting) is refused too, so one camera sending too much, or too fast,
+  cannot starve the others.
 * **Cameras.** Each camera that sends has state in the service (its tracker, the detector's
   per-camera model, drift windows, metric series). At most ``max_cameras`` cameras hold state at
   once; with a site file, exactly the cameras it declares may send, and others are refused with
@@ -197,11 +200,19 @@ class Admission:
                     f"camera {camera_id!r}: frames must come after the last {what} one "
                     f"(timestamp {first} is not after {floor})"
                 )
-            if self._queued + self._reserved >= self.max_queued:
-                waiting = self._queued + self._reserved
+            waiting = self._queued + self._reserved
+            if waiting >= self.max_queued:
                 wait = self.retry_after()
                 raise Overloaded(
                     f"ingest queue is full ({waiting} batches waiting); retry in {wait:.1f} s",
+                    retry_after_s=wait,
+                )
+            mine = 0 if camera is None else camera.queued + len(camera.pending)
+            if 2 * waiting >= self.max_queued and mine >= self._fair_share(camera):
+                wait = self.retry_after()
+                raise Overloaded(
+                    f"camera {camera_id!r} has {mine} batches waiting, its fair share of a queue more "
+                    f"than half full ({waiting} of {self.max_queued}); retry in {wait:.1f} s",
                     retry_after_s=wait,
                 )
             if camera is None and len(self._cameras) >= self.max_cameras:
@@ -278,6 +289,14 @@ class Admission:
             for camera_id in idle:
                 del self._cameras[camera_id]
         return sorted(idle)
+
+    def _fair_share(self, camera: _Camera | None) -> int:
+        """Queue slots one camera may hold once the queue is half full: an equal share among the
+        cameras with batches waiting (this one included), so no camera can starve the others."""
+        busy = sum(1 for c in self._cameras.values() if c.busy)
+        if camera is None or not camera.busy:
+            busy += 1
+        return max(1, self.max_queued // busy)
 
     def _next_free(self, now: float) -> float:
         """Seconds until the next camera goes idle (at least 1)."""

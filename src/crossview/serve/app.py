@@ -24,7 +24,7 @@ import numpy as np
 from fastapi import Depends, FastAPI, File, Form, Header, Path, Query, Request, Response, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -131,6 +131,13 @@ class FilterIn(BaseModel):
         tuple[Annotated[float, Field(allow_inf_nan=False)], Annotated[float, Field(allow_inf_nan=False)]]
         | None
     ) = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "FilterIn":
+        if self.time_range is not None and self.time_range[1] < self.time_range[0]:
+            start, end = self.time_range
+            raise ValueError(f"time_range end ({end}) is before its start ({start})")
+        return self
 
     def to_filter(self) -> Filter | None:
         if self.cameras is None and self.classes is None and self.time_range is None:

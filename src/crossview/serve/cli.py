@@ -55,6 +55,12 @@ def serve(
     rate: Annotated[float, typer.Option(min=0.001, help="Requests per second per credential")] = 50.0,
     burst: Annotated[int, typer.Option(min=1, help="Burst size per credential")] = 100,
     max_queued: Annotated[int, typer.Option(min=1, help="Ingest batches that may wait")] = 256,
+    max_inflight_ingest: Annotated[
+        int, typer.Option(min=1, help="Ingest requests handled at once; beyond: 503 at once")
+    ] = 4,
+    max_inflight_search: Annotated[
+        int, typer.Option(min=1, help="Search requests handled at once; beyond: 503 at once")
+    ] = 8,
     max_body_mb: Annotated[float, typer.Option(min=0.01, help="Largest request body (MiB)")] = 16.0,
     max_image_megapixels: Annotated[
         float, typer.Option(min=0.01, help="Largest image, checked from its header before decoding")
@@ -132,7 +138,11 @@ def serve(
                 ),
                 site=site_config,
             ),
-            gate=GateConfig(rate_limit=RateLimit(rate_per_s=rate, burst=burst)),
+            gate=GateConfig(
+                rate_limit=RateLimit(rate_per_s=rate, burst=burst),
+                max_inflight_ingest=max_inflight_ingest,
+                max_inflight_search=max_inflight_search,
+            ),
             max_body_bytes=int(max_body_mb * 1024 * 1024),
             body_timeout_s=body_timeout,
             jwt_secret=None if secret is None else SecretStr(secret),

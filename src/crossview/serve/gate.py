@@ -69,7 +69,7 @@ class GateConfig(BaseModel):
         default_factory=lambda: RateLimit(rate_per_s=1.0, burst=20),
         description="failed authentications per client address",
     )
-    max_inflight_ingest: int = Field(default=8, ge=1)
+    max_inflight_ingest: int = Field(default=4, ge=1)
     max_inflight_search: int = Field(default=8, ge=1)
     max_inflight_read: int = Field(default=32, ge=1)
     max_clients: int = Field(default=100_000, ge=1, description="buckets kept per limiter (memory bound)")
