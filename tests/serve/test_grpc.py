@@ -396,3 +396,16 @@ def test_generated_code_matches_the_proto(tmp_path: Path) -> None:
             field.ClearField("json_name")
     generated = descriptor_pb2.FileDescriptorProto.FromString(pb.DESCRIPTOR.serialized_pb)
     assert compiled == generated, "the generated code is stale: run scripts/gen_grpc.sh"
+
+
+def test_draining_refuses_new_calls_and_health_says_not_ready(api: Grpc) -> None:
+    token = api.token("ui", "search")
+    query = pb.SearchRequest(embedding=pb.Embedding(values=looks(1)[0]))
+    assert search(api, token, embedding=query.embedding).hits == []
+    assert api.stub.Health(pb.HealthRequest(), timeout=TIMEOUT).ready
+    api.gate.drain()  # what SIGTERM does
+    error = refused(api.stub.Search, query, metadata=auth(token))
+    assert error.code() is grpc.StatusCode.UNAVAILABLE and "shutting down" in (error.details() or "")
+    assert retry_after(error) == 1
+    health = api.stub.Health(pb.HealthRequest(), timeout=TIMEOUT)
+    assert health.status == "ok" and not health.ready

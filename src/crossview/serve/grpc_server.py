@@ -133,7 +133,7 @@ def start_grpc_server(
         ],
         maximum_concurrent_rpcs=max_concurrent_rpcs,
     )
-    servicer = CrossviewServicer(service)
+    servicer = CrossviewServicer(service, draining=lambda: gate.draining)
     methods = {
         "Health": _Method(pb.HealthRequest, None, servicer.health),
         "IngestDetections": _Method(pb.IngestRequest, Scope.INGEST, servicer.ingest),
@@ -245,8 +245,9 @@ class CrossviewServicer:
     """``crossview.v1.Crossview``'s calls over a ``Service``: messages in, messages out, errors raised
     as ``ServiceError`` (the guard answers them)."""
 
-    def __init__(self, service: Service) -> None:
+    def __init__(self, service: Service, *, draining: Callable[[], bool] = lambda: False) -> None:
         self._service = service
+        self._draining = draining
 
     def health(
         self, request: pb.HealthRequest, principal: Principal | None, metadata: dict[str, str]
@@ -254,7 +255,7 @@ class CrossviewServicer:
         service = self._service
         return pb.HealthReply(
             status="ok",
-            ready=service.ready,
+            ready=service.ready and not self._draining(),
             queued_batches=service.queued,
             index_breaker=service.index_breaker.state.value,
         )

@@ -160,7 +160,8 @@ class RequestContext:
         finally:
             elapsed = time.perf_counter() - started
             route = _route(scope)
-            self.metrics.request_seconds.labels(route, method, str(status or 500)).observe(elapsed)
+            status = status or (499 if state.get("error") == "client_disconnected" else 500)
+            self.metrics.request_seconds.labels(route, method, str(status)).observe(elapsed)
             principal = state.get("principal")
             self.log.info(
                 json.dumps(
@@ -269,6 +270,9 @@ class Guard:
         except ServiceError as error:
             await refuse(scope, send, error)
             return
+        if messages[0]["type"] == "http.disconnect":  # gone before its body came: nobody to answer
+            scope.setdefault("state", {})["error"] = "client_disconnected"
+            return
 
         async def replay() -> Message:
             return messages.pop(0) if messages else await receive()
@@ -286,7 +290,7 @@ class Guard:
                 while True:
                     message = await receive()
                     if message["type"] != "http.request":
-                        return [message]  # the client went away: the app sees the disconnect
+                        return [message]  # the client went away
                     chunk = message.get("body", b"")
                     received += len(chunk)
                     if received > self.max_body_bytes:
