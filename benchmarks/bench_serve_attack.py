@@ -116,6 +116,9 @@ def ultra_hd_frame() -> bytes:
     return data.tobytes()
 
 
+Feed = CameraFeed | ImageFeed
+
+
 def rendered_frames(count_: int = 40) -> list[bytes]:
     rng = np.random.default_rng(0)
     height, width = IMAGE_SIZE
@@ -378,44 +381,44 @@ def main() -> None:
             send_json(number, client)
         for number in range(IMAGE_CAMERAS):
             send_images(number, client)
-    json_pool = list(json_feeds)
-    image_pool = list(image_feeds)
+    json_pool: list[Feed] = list(json_feeds)
+    image_pool: list[Feed] = list(image_feeds)
     pools_lock = threading.Lock()
     new_camera = count()
     seconds = args.seconds
 
-    def overload_json(client: httpx.Client) -> None:
-        with pools_lock:
-            feed = json_pool.pop() if json_pool else None
-        if feed is None:
-            tallies["JSON ingest"].statuses["no free camera"] += 1
-            return
-        try:
-            post(
-                tallies["JSON ingest"],
-                client,
-                "/v1/ingest/detections",
-                content=feed.next_body(),
-                headers={**headers, "Content-Type": "application/json"},
-            )
-        finally:
-            with pools_lock:
-                json_pool.append(feed)
+    def pooled(
+        name: str, pool: list[Feed], send: Callable[[Feed, httpx.Client], None]
+    ) -> Callable[[httpx.Client], None]:
+        """A sender that takes a camera no other send is using, so each camera's batches stay in order."""
 
-    def overload_images(client: httpx.Client) -> None:
-        with pools_lock:
-            feed = image_pool.pop() if image_pool else None
-        if feed is None:
-            tallies["image ingest"].statuses["no free camera"] += 1
-            return
-        try:
-            data, files = feed.next_form()
-            post(
-                tallies["image ingest"], client, "/v1/ingest/frames", data=data, files=files, headers=headers
-            )
-        finally:
+        def run(client: httpx.Client) -> None:
             with pools_lock:
-                image_pool.append(feed)
+                feed = pool.pop() if pool else None
+            if feed is None:  # every camera has a request in flight: counted, not sent
+                tallies[name].statuses["no free camera"] += 1
+                return
+            try:
+                send(feed, client)
+            finally:
+                with pools_lock:
+                    pool.append(feed)
+
+        return run
+
+    def json_batch(feed: Feed, client: httpx.Client) -> None:
+        assert isinstance(feed, CameraFeed)
+        body = feed.next_body()
+        post(tallies["JSON ingest"], client, "/v1/ingest/detections", content=body, headers=json_headers)
+
+    def image_batch(feed: Feed, client: httpx.Client) -> None:
+        assert isinstance(feed, ImageFeed)
+        data, files = feed.next_form()
+        post(tallies["image ingest"], client, "/v1/ingest/frames", data=data, files=files, headers=headers)
+
+    json_headers = {**headers, "Content-Type": "application/json"}
+    overload_json = pooled("JSON ingest", json_pool, json_batch)
+    overload_images = pooled("image ingest", image_pool, image_batch)
 
     bomb_names = list(bombs)
     bomb_number = count()
