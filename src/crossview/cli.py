@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from crossview.runtime.cli import calibrate, site_app
 from crossview.serve.cli import keys_app, serve
 
 if TYPE_CHECKING:
@@ -29,6 +30,8 @@ app.add_typer(eval_app, name="eval")
 app.add_typer(sample_app, name="sample")
 app.add_typer(keys_app, name="keys")
 app.command("serve")(serve)
+app.add_typer(site_app, name="site")
+app.command("calibrate")(calibrate)
 
 console = Console()
 errors = Console(stderr=True)

@@ -157,8 +157,8 @@ def test_cameras_sending_images_share_a_budget_of_frame_pixels(data_dir: Path) -
 
 
 def test_only_the_cameras_of_the_site_file_may_send(data_dir: Path, tmp_path: Path) -> None:
-    site = tmp_path / "site.json"
-    site.write_text(json.dumps({"topology": {"cameras": ["gate", "yard"]}}))
+    site = tmp_path / "site.yaml"
+    site.write_text("cameras:\n  - {id: gate, source: push}\n  - {id: yard, source: push}\n")
     server = ServerProcess(data_dir, "--site", str(site))
     try:
         token, _ = make_key(data_dir, "camera-box", "ingest")

@@ -414,11 +414,21 @@ def test_serve_also_speaks_grpc_on_request(data_dir: Path) -> None:
         assert server.terminate()
 
 
+GATE_AND_YARD = """\
+name: two-gates
+cameras:
+  - id: gate
+    source: push
+  - id: yard
+    source: push
+topology:
+  transitions: {"gate->yard": [1, 10]}
+"""
+
+
 def test_global_tracks_follow_an_object_across_cameras(data_dir: Path, tmp_path: Path) -> None:
-    site = tmp_path / "site.json"
-    site.write_text(
-        json.dumps({"topology": {"cameras": ["gate", "yard"], "transitions": {"gate->yard": [1, 10]}}})
-    )
+    site = tmp_path / "site.yaml"
+    site.write_text(GATE_AND_YARD)
     server = ServerProcess(data_dir, "--site", str(site))
     try:
         token, _ = make_key(data_dir, "all", "admin")
@@ -455,15 +465,19 @@ def test_global_tracks_follow_an_object_across_cameras(data_dir: Path, tmp_path:
         assert {h["global_id"] for h in hits} == {walker["global_id"]}
     finally:
         assert server.terminate()
-    bad = tmp_path / "bad.json"
-    bad.write_text('{"topology": {"cameras": ["gate"], "transitions": {"gate->yard": [10, 1]}}}')
-    refused = subprocess.run(
-        [sys.executable, "-m", "crossview.cli", "serve", "--data-dir", str(data_dir), "--site", str(bad)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert refused.returncode == 2 and "error" in refused.stderr
+    for mistake, message in (
+        (("    source: push", "    source: {images: x}"), "camera 'gate': source.fps: Field required"),
+        (("[1, 10]", "[10, 1]"), "transition ('gate', 'yard'): min_seconds 10.0 exceeds max_seconds 1.0"),
+    ):
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(GATE_AND_YARD.replace(*mistake))
+        refused = subprocess.run(
+            [sys.executable, "-m", "crossview.cli", "serve", "--data-dir", str(data_dir), "--site", str(bad)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert refused.returncode == 2 and message in refused.stderr, refused.stderr
 
 
 def test_a_streamed_body_over_the_limit_is_refused_while_it_arrives(server: ServerProcess) -> None:
@@ -485,10 +499,8 @@ def test_a_streamed_body_over_the_limit_is_refused_while_it_arrives(server: Serv
 
 
 def test_global_identities_survive_a_restart(data_dir: Path, tmp_path: Path) -> None:
-    site = tmp_path / "site.json"
-    site.write_text(
-        json.dumps({"topology": {"cameras": ["gate", "yard"], "transitions": {"gate->yard": [1, 10]}}})
-    )
+    site = tmp_path / "site.yaml"
+    site.write_text(GATE_AND_YARD)
     person = looks(2, seed=5)[0]
     quiet = [{"frame_index": i, "timestamp": i / 10, "detections": []} for i in range(30, 40)]
     server = ServerProcess(data_dir, "--site", str(site))

@@ -41,11 +41,21 @@ def serve(
     data_dir: DataDir = None,
     host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on")] = 8000,
-    embedder: Annotated[str, typer.Option(help="Appearance embedder: color | osnet:MODEL.onnx")] = "color",
-    tracker: Annotated[str, typer.Option(help="Per-camera tracker: sort | bytetrack | ocsort")] = "sort",
+    embedder: Annotated[
+        str | None,
+        typer.Option(help="Appearance embedder: color | osnet:MODEL.onnx (default: the site's, or color)"),
+    ] = None,
+    tracker: Annotated[
+        str | None,
+        typer.Option(help="Per-camera tracker: sort | bytetrack | ocsort (default: the site's, or sort)"),
+    ] = None,
     detector: Annotated[
-        str, typer.Option(help="For frames sent as images: motion | yolox:MODEL.onnx | yolov8:MODEL.onnx")
-    ] = "motion",
+        str | None,
+        typer.Option(
+            help="For frames sent as images: motion | yolox:MODEL.onnx | yolov8:MODEL.onnx "
+            "(default: the site's, or motion)"
+        ),
+    ] = None,
     model: Annotated[
         list[str] | None,
         typer.Option(
@@ -94,7 +104,10 @@ def serve(
     ] = False,
     site: Annotated[
         Path | None,
-        typer.Option(help="JSON: the site's cameras (only they may send), topology and calibration"),
+        typer.Option(
+            help="The site file (YAML or JSON): its cameras (only they may send), calibration, topology "
+            "and models; see 'crossview site validate'"
+        ),
     ] = None,
     grpc_port: Annotated[
         int | None, typer.Option(min=0, max=65535, help="Also serve gRPC on this port (same host)")
@@ -111,6 +124,7 @@ def serve(
 
     from crossview.embed.factory import make_embedder
     from crossview.io.image import ImageLimits
+    from crossview.runtime.site import load_site
     from crossview.serve.admission import CameraLimits
     from crossview.serve.app import ServeConfig, create_app
     from crossview.serve.gate import GateConfig
@@ -123,7 +137,12 @@ def serve(
     os.umask(0o077)  # the journal holds camera frames and embeddings: nothing is for other users
     secret = os.environ.get(JWT_SECRET_ENV) or None
     try:
-        site_config = SiteConfig() if site is None else SiteConfig.model_validate_json(site.read_text())
+        site_file = None if site is None else load_site(site)
+        site_config = SiteConfig() if site_file is None else SiteConfig.from_site_file(site_file)
+        models = None if site_file is None else site_file.models
+        detector = detector or (models.detector if models else "motion")
+        embedder = embedder or (models.embedder if models else "color")
+        tracker = tracker or (site_file.tracker.name if site_file else "sort")
         max_pixels = int(max_image_megapixels * 1e6)
         config = ServeConfig(
             service=ServiceConfig(

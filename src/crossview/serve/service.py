@@ -66,8 +66,9 @@ from crossview.embed.base import Embedder
 from crossview.io.files import private_directory
 from crossview.io.image import ImageLimits
 from crossview.multicam.association import AssociationConfig, OnlineAssociator, Tracklet
-from crossview.multicam.topology import CameraTopology
+from crossview.multicam.topology import CameraTopology, overlaps_from_geometry
 from crossview.multicam.tracklets import Locator
+from crossview.runtime.site import SiteFile
 from crossview.search.engine import Hit, RerankMethod, SearchEngine
 from crossview.search.faiss_index import FaissIndex
 from crossview.search.index import Entry, Filter
@@ -94,7 +95,8 @@ MAX_IDEMPOTENCY_KEY: Final = 128
 
 
 class SiteConfig(BaseModel):
-    """What the service knows of the site for cross-camera identities (``--site site.json``).
+    """What the service knows of the site for cross-camera identities, built from the site file
+    (``crossview serve --site SITE``, ``from_site_file``).
 
     ``topology``: overlaps and transit windows (``CameraTopology``'s JSON form); ``cameras``:
     calibrated cameras, whose tracks are then located in metres and compared where views overlap.
@@ -114,6 +116,19 @@ class SiteConfig(BaseModel):
         ge=0,
         description="on start, identities seen this long before the last stored track are restored",
     )
+
+    @classmethod
+    def from_site_file(cls, site: SiteFile) -> SiteConfig:
+        """The service's view of a site file: its calibrated cameras, its topology (the declared
+        overlaps and those the calibration implies), association settings and memory."""
+        cameras = site.calibrated_cameras()
+        found = sorted(overlaps_from_geometry(cameras))
+        return cls(
+            topology=site.camera_topology(found),
+            cameras=tuple(cameras),
+            association=site.association,
+            memory_s=site.memory_s,
+        )
 
     @property
     def camera_ids(self) -> frozenset[str]:
