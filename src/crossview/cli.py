@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from crossview.runtime.cli import calibrate, site_app
+from crossview.runtime.cli import calibrate, run, site_app
 from crossview.serve.cli import keys_app, serve
 
 if TYPE_CHECKING:
@@ -32,6 +32,7 @@ app.add_typer(keys_app, name="keys")
 app.command("serve")(serve)
 app.add_typer(site_app, name="site")
 app.command("calibrate")(calibrate)
+app.command("run")(run)
 
 console = Console()
 errors = Console(stderr=True)

@@ -27,15 +27,13 @@ from typing import Any
 
 import cv2
 import numpy as np
+import yaml
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field
 
 from crossview.core.detections import Detections
-from crossview.core.frame import Frame
-from crossview.detect.motion import MotionConfig, MotionDetector
-from crossview.embed.color import ColorHistogramEmbedder
 from crossview.eval.boxes import iou_xywh
-from crossview.eval.latency import LatencyHistogram, LatencySummary
+from crossview.eval.latency import LatencySummary
 from crossview.eval.mot.evaluate import evaluate_sequence
 from crossview.eval.mot.protocol import MotProtocol
 from crossview.eval.mtmc import evaluate_mtmc, localisation_error
@@ -46,15 +44,20 @@ from crossview.multicam.association import AssociationConfig, OnlineAssociator, 
 from crossview.multicam.topology import CameraTopology, learn_transitions, overlaps_from_geometry
 from crossview.multicam.tracklets import CAR, TrackletBuilder
 from crossview.parking import ParkingConfig, ParkingFlow, ParkingSession, session_accuracy
-from crossview.pipeline import Pipeline
+from crossview.runtime.engine import Sink, TrackedFrame
+from crossview.runtime.run import run_site
+from crossview.runtime.sinks import MtmcSink
+from crossview.runtime.site import SiteFile, load_site
 from crossview.sim.site import RenderedSite, Scenario, Site, SiteSpec, generate_site, render_site
 from crossview.sim.site.render import empty_view
-from crossview.track.factory import make_tracker
 
 # Colour-histogram appearance (cosine distance scale); classes come from box sizes, which
 # occlusion fools (a parked car seen as a sliver is person-sized), so a class mismatch costs
 # instead of forbidding the pair.
 _ASSOCIATION = AssociationConfig(max_cost=0.25, class_mismatch_penalty=0.1, linkage="single")
+# Views overlap when their ground within 45 m shares 4 m² (the cameras watch a 50 x 30 m lot).
+OVERLAP_RANGE_M = 45.0
+MIN_OVERLAP_M2 = 4.0
 
 
 class DemoConfig(BaseModel):
@@ -86,7 +89,7 @@ def site_topology(site: Site, survey: Site | None) -> CameraTopology:
     """Overlaps from the calibrated cameras' views of the ground; transit windows learned from the
     ground-truth visits of a survey recording (as when a site is commissioned with a test drive)."""
     cameras = [camera.camera for camera in site.cameras]
-    overlaps = overlaps_from_geometry(cameras, max_range_m=45.0, min_area_m2=4.0)
+    overlaps = overlaps_from_geometry(cameras, max_range_m=OVERLAP_RANGE_M, min_area_m2=MIN_OVERLAP_M2)
     transitions: dict[tuple[str, str], tuple[float, float]] = {}
     if survey is not None:
         rendered_visits = _survey_visits(survey)
@@ -120,28 +123,6 @@ def _survey_visits(site: Site) -> list[tuple[int, str, float, float]]:
             for start, stop in zip(starts.tolist(), stops.tolist(), strict=True):
                 visits.append((actor.id, camera.id, float(times[start]), float(times[stop])))
     return visits
-
-
-class _Health:
-    """Warns when a camera goes silent (blank frames) and when it comes back."""
-
-    def __init__(self, warn: Callable[[str], None]) -> None:
-        self._warn = warn
-        self._silent_since: dict[str, float] = {}
-
-    def check(self, frame: Frame) -> bool:
-        blank = float(frame.image[::8, ::8].mean()) < 2.0
-        since = self._silent_since.get(frame.camera_id)
-        if blank and since is None:
-            self._silent_since[frame.camera_id] = frame.timestamp
-            self._warn(f"camera {frame.camera_id} went silent (blank frames) at {frame.timestamp:.1f} s")
-        elif not blank and since is not None:
-            del self._silent_since[frame.camera_id]
-            self._warn(
-                f"camera {frame.camera_id} is back at {frame.timestamp:.1f} s after "
-                f"{frame.timestamp - since:.1f} s of silence; tracks across the gap are new tracks"
-            )
-        return not blank
 
 
 def run_demo(
@@ -197,6 +178,91 @@ class _Run:
     topology: CameraTopology
 
 
+# The demo's motion detector: each camera's background plate is taken of the empty site, as at
+# commissioning; a blob still for 1.5 s is held as a stopped object (hold_after_frames at 10 fps).
+DEMO_MOTION: Mapping[str, Any] = {
+    "scale": 1.0,
+    "blur": 5,
+    "plate_threshold": 18,
+    "min_area": 40,
+    "min_width": 3,
+    "min_height": 6,
+    "open_kernel": 3,
+    "close_kernel": 9,
+    "hold_after_frames": 15,
+}
+
+
+def demo_site_file(
+    site: Site, rendered: RenderedSite, topology: CameraTopology, config: DemoConfig
+) -> SiteFile:
+    """The synthetic site as a site file (``rendered.root / "site.yaml"``), with its videos, its
+    cameras' calibration and background plates, the demo's models and the learned topology: what
+    ``crossview run`` reads, so ``crossview run site.yaml`` runs what the demo runs."""
+    root = rendered.root
+    (root / "plates").mkdir(parents=True, exist_ok=True)
+    cameras = []
+    for camera in site.cameras:
+        plate = root / "plates" / f"{camera.id}.png"
+        cv2.imwrite(str(plate), empty_view(site, camera))  # PNG: the plate's pixels exactly
+        calibration: dict[str, Any] = {
+            "K": camera.camera.intrinsics,
+            "R": camera.camera.rotation,
+            "t": camera.camera.translation,
+        }
+        if camera.camera.distortion:
+            calibration["distortion"] = camera.camera.distortion
+        cameras.append(
+            {
+                "id": camera.id,
+                "source": rendered.videos[camera.id].relative_to(root).as_posix(),
+                "calibration": calibration,
+                "background": plate.relative_to(root).as_posix(),
+            }
+        )
+    data = {
+        "name": f"synthetic parking site ({config.scenario}, seed {config.seed})",
+        "cameras": cameras,
+        "models": {"detector": "motion", "detector_options": dict(DEMO_MOTION), "embedder": "color"},
+        # lost tracks are kept 3 s (30 frames at 10 fps)
+        "tracker": {"name": config.tracker, "options": {"max_age": 90}},
+        "association": _ASSOCIATION.model_dump(),
+        "topology": {
+            "overlaps": [list(pair) for pair in sorted(topology.overlaps)],
+            "transitions": {
+                f"{a}->{b}": list(window) for (a, b), window in sorted(topology.transitions.items())
+            },
+            "overlap_range_m": OVERLAP_RANGE_M,
+            "min_overlap_m2": MIN_OVERLAP_M2,
+        },
+    }
+    path = root / "site.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return load_site(path)
+
+
+class _ParkingSink(Sink):
+    """Feeds each newly associated tracklet to the parking flow."""
+
+    def __init__(self, flow: ParkingFlow) -> None:
+        self.flow = flow
+
+    def assigned(self, tracklet: Tracklet, global_id: int) -> None:
+        self.flow.observe(tracklet, global_id)
+
+
+class _SnapshotSink(Sink):
+    """Keeps each camera's frame ``index`` and its tracked detections, for the report."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.snapshots: dict[str, tuple[NDArray[np.uint8], Detections]] = {}
+
+    def frame(self, tracked: TrackedFrame) -> None:
+        if tracked.frame.index == self.index:
+            self.snapshots[tracked.camera_id] = (tracked.frame.image, tracked.detections)
+
+
 def _run_cameras(
     site: Site,
     rendered: RenderedSite,
@@ -204,86 +270,33 @@ def _run_cameras(
     config: DemoConfig,
     warn: Callable[[str], None],
 ) -> _Run:
-    cameras = {camera.id: camera for camera in site.cameras}
-    plates = {camera_id: empty_view(site, camera) for camera_id, camera in cameras.items()}
-    detector = MotionDetector(
-        MotionConfig(
-            scale=1.0,
-            blur=5,
-            plate_threshold=18,
-            min_area=40,
-            min_width=3,
-            min_height=6,
-            open_kernel=3,
-            close_kernel=9,
-            hold_after_frames=15,  # a blob still for 1.5 s is a stopped object
-        ),
-        plates=plates,
-    )
-    pipeline = Pipeline(detector, lambda: make_tracker(config.tracker), ColorHistogramEmbedder())
-    builders = {camera_id: TrackletBuilder(camera.camera) for camera_id, camera in cameras.items()}
-    associator = OnlineAssociator(topology, _ASSOCIATION)
+    """The site file run by the runtime (``run_site``), with the parking flow and snapshots as sinks."""
+    site_file = demo_site_file(site, rendered, topology, config)
     entries = frozenset(c.id for c in site.cameras if c.role == "gate")
     exits = frozenset(c.id for c in site.cameras if c.role == "exit")
     flow = ParkingFlow(
         ParkingConfig(entry_cameras=entries, exit_cameras=exits, vehicle_classes=frozenset({CAR}))
     )
-    health = _Health(warn)
-    captures = {camera_id: cv2.VideoCapture(str(rendered.videos[camera_id])) for camera_id in cameras}
-    fps = site.spec.fps
-    association_latency = LatencyHistogram()
-    snapshot_frame = site.num_frames // 2
-    snapshots: dict[str, tuple[NDArray[np.uint8], Detections]] = {}
-    started = time.perf_counter()
-    try:
-        for index in range(site.num_frames):
-            batch = []
-            for camera_id, capture in captures.items():
-                ok, image = capture.read()
-                if not ok:
-                    raise ValueError(f"camera {camera_id}: video ended at frame {index} of {site.num_frames}")
-                frame = Frame(np.asarray(image, np.uint8), camera_id, index, index / fps)
-                if health.check(frame):
-                    batch.append(frame)
-            for frame, tracked in zip(batch, pipeline.process(batch), strict=True):
-                builders[frame.camera_id].update(tracked)
-                if index == snapshot_frame:
-                    snapshots[frame.camera_id] = (frame.image, tracked)
-            if (index + 1) % max(1, round(fps)) == 0 or index == site.num_frames - 1:
-                tick = time.perf_counter()
-                _associate(builders, associator, flow, config.min_samples)
-                association_latency.record(time.perf_counter() - tick)
-    finally:
-        for capture in captures.values():
-            capture.release()
-    seconds = time.perf_counter() - started
-    latency = pipeline.latency_summary()
-    latency["associate+search (per second of video)"] = association_latency.summary()
-    online_ids = {
-        (camera_id, t.track_id): number
-        for camera_id, builder in builders.items()
-        for t in builder.tracklets(min_samples=1)
-        if (number := associator.global_id(camera_id, t.track_id)) is not None
-    }
-    return _Run(
-        builders, associator, flow, _predictions(builders, online_ids), latency, seconds, snapshots, topology
+    predictions = MtmcSink()
+    snapshots = _SnapshotSink(site.num_frames // 2)
+    result = run_site(
+        site_file,
+        rendered.root.parent / "run",
+        sinks=[_ParkingSink(flow), snapshots, predictions],
+        min_samples=config.min_samples,
+        warn=warn,
     )
-
-
-def _associate(
-    builders: dict[str, TrackletBuilder], associator: OnlineAssociator, flow: ParkingFlow, min_samples: int
-) -> None:
-    """Give new tracklets a global id, refresh the assigned ones, feed the parking flow."""
-    fresh: list[Tracklet] = []
-    for builder in builders.values():
-        for tracklet in builder.tracklets(min_samples=min_samples):
-            if associator.global_id(tracklet.camera_id, tracklet.track_id) is None:
-                fresh.append(tracklet)
-            else:
-                associator.update(tracklet)
-    fresh.sort(key=lambda t: t.t_start)
-    for tracklet, global_id in zip(fresh, associator.assign(fresh), strict=True):
-        flow.observe(tracklet, global_id)
+    stage = result.site
+    return _Run(
+        stage.builders,
+        stage.associator,
+        flow,
+        predictions.table,
+        result.latency(),
+        result.seconds,
+        snapshots.snapshots,
+        stage.associator.topology or topology,
+    )
 
 
 def _predictions(

@@ -147,7 +147,10 @@ class TrackletBuilder:
     """Collects one camera's tracked rows into ``Tracklet``s (located, classified, embedded).
 
     ``update`` takes each frame's tracked ``Detections`` (``tracker_id`` >= 0 rows are kept, with
-    an ``embedding``); ``tracklets`` returns those with at least ``min_samples`` rows.
+    an ``embedding``); ``tracklets`` returns those with at least ``min_samples`` rows. A camera
+    without ground calibration gives tracklets without positions (``NaN`` ground) and keeps the
+    detector's classes. ``ended(before)`` names the tracks last seen before a time, and ``forget``
+    drops one, so that a long run holds only its recent tracks.
     """
 
     def __init__(
@@ -158,8 +161,8 @@ class TrackletBuilder:
         classify_by_size: bool = True,
     ) -> None:
         self.camera = camera
-        self.locator = Locator(camera, classes)
-        self.classify_by_size = classify_by_size
+        self.locator = Locator(camera, classes) if camera.has_ground_calibration else None
+        self.classify_by_size = classify_by_size and self.locator is not None
         self._tracks: dict[int, _Track] = {}
         self._last_time = -np.inf
 
@@ -183,10 +186,14 @@ class TrackletBuilder:
         rows = detections[tracked]
         if rows.embedding is None:
             raise ValueError(f"camera {self.camera.id!r}: tracked detections need embeddings")
-        classes = (
-            self.locator.classify(rows.xyxy) if self.classify_by_size else rows.class_id.astype(np.int64)
-        )
-        ground = self.locator.locate(rows.xyxy, classes)
+        if self.locator is None:
+            classes = rows.class_id.astype(np.int64)
+            ground = np.full((len(rows), 2), np.nan)
+        else:
+            classes = (
+                self.locator.classify(rows.xyxy) if self.classify_by_size else rows.class_id.astype(np.int64)
+            )
+            ground = self.locator.locate(rows.xyxy, classes)
         for row in range(len(rows)):
             track = self._tracks.setdefault(int(rows.tracker_id[row]), _Track())
             track.times.append(float(timestamp))
@@ -211,30 +218,42 @@ class TrackletBuilder:
         values, counts = np.unique(classes, return_counts=True)
         return int(values[np.argmax(counts)])
 
+    def ended(self, before: float) -> list[int]:
+        """Ids of the tracks last seen before ``before`` (seconds), in id order."""
+        return sorted(track_id for track_id, track in self._tracks.items() if track.times[-1] < before)
+
+    def forget(self, track_id: int) -> None:
+        """Drop a track (it ended and was handed on); unknown ids are ignored."""
+        self._tracks.pop(track_id, None)
+
+    def tracklet(self, track_id: int) -> Tracklet:
+        """One track as a ``Tracklet`` (however few rows it has)."""
+        return self._tracklet(track_id, self._tracks[track_id])
+
     def rows(self, track_id: int) -> tuple[NDArray[np.int64], NDArray[np.float32], FloatArray]:
         """A track's frame indices, boxes and ground positions."""
         track = self._tracks[track_id]
         return np.array(track.frames, np.int64), np.array(track.boxes, np.float32), np.array(track.ground)
 
     def tracklets(self, min_samples: int = 3) -> list[Tracklet]:
-        found = []
-        for track_id, track in sorted(self._tracks.items()):
-            if len(track.times) < min_samples:
-                continue
-            weights = np.asarray(track.weights)
-            vectors = np.asarray(track.embeddings, np.float32)
-            mean = (weights[:, None] * vectors).sum(axis=0)
-            if not np.any(mean):
-                mean = vectors.mean(axis=0)
-            found.append(
-                Tracklet(
-                    self.camera.id,
-                    track_id,
-                    np.asarray(track.times),
-                    np.asarray(track.ground),
-                    mean,
-                    self.class_of(track_id),
-                    np.asarray(track.clear, bool),
-                )
-            )
-        return found
+        return [
+            self._tracklet(track_id, track)
+            for track_id, track in sorted(self._tracks.items())
+            if len(track.times) >= min_samples
+        ]
+
+    def _tracklet(self, track_id: int, track: _Track) -> Tracklet:
+        weights = np.asarray(track.weights)
+        vectors = np.asarray(track.embeddings, np.float32)
+        mean = (weights[:, None] * vectors).sum(axis=0)
+        if not np.any(mean):
+            mean = vectors.mean(axis=0)
+        return Tracklet(
+            self.camera.id,
+            track_id,
+            np.asarray(track.times),
+            np.asarray(track.ground),
+            mean,
+            self.class_of(track_id),
+            np.asarray(track.clear, bool),
+        )

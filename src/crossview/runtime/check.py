@@ -129,12 +129,14 @@ def leave_one_out(
     return errors
 
 
-def check_site(site: SiteFile, *, max_range_m: float = 40.0) -> SiteReport:
+def check_site(site: SiteFile, *, max_range_m: float | None = None) -> SiteReport:
     """Check every camera of ``site`` and the overlaps of their views (see the module docstring).
 
     Sources are looked at (files and folders exist, a video's size and length) but streams are
-    not contacted.
+    not contacted. Views are taken to ``max_range_m`` (default: the site's ``overlap_range_m``) and
+    overlap when they share the site's ``min_overlap_m2``.
     """
+    max_range_m = site.topology.overlap_range_m if max_range_m is None else max_range_m
     reports = [_check_camera(site, spec, max_range_m) for spec in site.cameras]
     polygons: dict[str, NDArray[np.float64]] = {}
     for camera_report in reports:
@@ -148,7 +150,7 @@ def check_site(site: SiteFile, *, max_range_m: float = 40.0) -> SiteReport:
         for second in names[index + 1 :]:
             shared = convex_intersection(polygons[first], polygons[second])
             area = polygon_area(shared) if len(shared) >= 3 else 0.0
-            if area >= 1.0:
+            if area >= max(site.topology.min_overlap_m2, 1e-9):
                 overlaps.append((first, second, area))
     report = SiteReport(site.name, reports, overlaps)
     found = {(a, b) for a, b, _ in overlaps}
@@ -206,12 +208,12 @@ def _check_camera(site: SiteFile, spec: CameraSpec, max_range_m: float) -> Camer
         report.problems.append(f"calibration: {error}")
         return report
     report.camera = camera
-    kind = type(calibration).__name__.removesuffix("Calibration").lower()
+    kind = {"OpenCvCalibration": "OpenCV file"}.get(
+        type(calibration).__name__, type(calibration).__name__.removesuffix("Calibration").lower()
+    )
     if camera.intrinsics is not None:
         x, y, z = camera_centre(camera)
-        report.lines.append(
-            f"calibration: {kind} (pinhole), camera at x {x:.2f} m, y {y:.2f} m, height {z:.2f} m"
-        )
+        report.lines.append(f"calibration: {kind}, camera at x {x:.2f} m, y {y:.2f} m, height {z:.2f} m")
         if z <= 0:
             report.problems.append(
                 f"calibration: the camera is {'on' if z == 0 else 'below'} the ground (height {z:.2f} m): "

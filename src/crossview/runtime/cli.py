@@ -21,8 +21,9 @@ SitePath = Annotated[Path, typer.Argument(help="The site file (YAML or JSON)")]
 def validate(
     site_path: SitePath,
     max_range: Annotated[
-        float, typer.Option(min=1.0, help="Metres of ground each camera is taken to see")
-    ] = 40.0,
+        float | None,
+        typer.Option(min=1.0, help="Metres of ground each camera sees (default: the site's, 40)"),
+    ] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON")] = None,
 ) -> None:
     """Check a site file: every camera's source, frame size, calibration (fit and leave-one-out
@@ -111,3 +112,67 @@ def _relative(path: Path, base: Path) -> str:
         return str(path.resolve().relative_to(base.resolve()))
     except ValueError:
         return str(path.resolve())
+
+
+def run(
+    site_path: SitePath,
+    out: Annotated[Path, typer.Option(help="Folder for tracks, mtmc.txt, the index, thumbnails, run.json")],
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Also write the run's figures here")
+    ] = None,
+    max_frames: Annotated[
+        int | None, typer.Option(min=1, help="Stop each camera after this many frames")
+    ] = None,
+    detector: Annotated[str | None, typer.Option(help="Override the site's detector")] = None,
+    embedder: Annotated[str | None, typer.Option(help="Override the site's embedder")] = None,
+    tracker: Annotated[str | None, typer.Option(help="Override the site's tracker")] = None,
+) -> None:
+    """Run every camera of a site file concurrently: detect, embed and track per camera, one
+    global identity per object across cameras, located in metres; results under --out."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from crossview.embed.factory import make_embedder
+    from crossview.runtime.run import run_site
+    from crossview.runtime.site import SiteError, load_site
+
+    try:
+        site = load_site(site_path)
+        chosen_embedder = None if embedder is None else make_embedder(embedder)
+    except (SiteError, ValueError) as error:
+        errors.print(f"[bold red]error:[/] {error}")
+        raise typer.Exit(code=2) from None
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
+    ) as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(camera_id: str, frames: int) -> None:
+            if camera_id not in tasks:
+                tasks[camera_id] = bar.add_task(camera_id, total=None)
+            if frames % 10 == 0:
+                bar.update(tasks[camera_id], description=f"{camera_id}: {frames} frames")
+
+        try:
+            result = run_site(
+                site,
+                out,
+                max_frames=max_frames,
+                detector=detector,
+                embedder=chosen_embedder,
+                tracker=tracker,
+                progress=progress,
+                warn=lambda message: bar.console.print(f"warning: {message}"),
+            )
+        except (SiteError, ValueError) as error:
+            errors.print(f"[bold red]error:[/] {error}")
+            raise typer.Exit(code=2) from None
+    figures = result.to_dict()
+    for camera_id, stats in figures["cameras"].items():
+        stopped = f", stopped: {stats['error']}" if stats["error"] else ""
+        console.print(f"camera {camera_id}: {stats['frames']} frames ({stats['fps']} frames/s){stopped}")
+    console.print(f"global identities: {figures['global_ids']}; {result.seconds:.1f} s")
+    for stage, values in figures["latency_ms"].items():
+        console.print(f"latency {stage}: p50 {values['p50']:.1f} ms, p99 {values['p99']:.1f} ms")
+    console.print(f"results: {out} (tracks/, mtmc.txt, index/, thumbnails/, run.json)")
+    if json_path is not None:
+        json_path.write_text(json.dumps(figures, indent=2) + "\n")

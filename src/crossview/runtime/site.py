@@ -75,7 +75,7 @@ from pydantic import (
 from crossview.core.camera import Camera
 from crossview.multicam.association import AssociationConfig
 from crossview.multicam.geometry import HomographyFit, estimate_homography
-from crossview.multicam.topology import CameraTopology
+from crossview.multicam.topology import CameraTopology, overlaps_from_geometry
 
 __all__ = [
     "MAX_SITE_BYTES",
@@ -331,6 +331,10 @@ class CameraSpec(_Strict):
     )
     fps: float | None = Field(default=None, gt=0, allow_inf_nan=False, description="overrides the source's")
     calibration: Calibration | None = None
+    background: Path | None = Field(
+        default=None,
+        description="an image of the empty view (taken at commissioning), for the motion detector",
+    )
 
     @field_validator("source", mode="before")
     @classmethod
@@ -342,6 +346,9 @@ class ModelsSpec(_Strict):
     """The models every camera runs (specs as the factories read them)."""
 
     detector: str = Field(default="motion", min_length=1, description="motion | yolox:M.onnx | yolov8:M.onnx")
+    detector_options: dict[str, Any] = Field(
+        default_factory=dict, description="the detector's config fields, e.g. MotionConfig's"
+    )
     embedder: str = Field(default="color", min_length=1, description="color | osnet:M.onnx")
 
 
@@ -353,9 +360,16 @@ class TrackerSpec(_Strict):
 
 
 class TopologySpec(_Strict):
-    """Overlaps and transit windows between the site's cameras (its cameras are the site's)."""
+    """Overlaps and transit windows between the site's cameras (its cameras are the site's).
+
+    Besides the declared ``overlaps``, calibrated views whose ground within ``overlap_range_m``
+    shares at least ``min_overlap_m2`` overlap (``discover_overlaps``).
+    """
 
     overlaps: list[tuple[str, str]] = Field(default_factory=list)
+    discover_overlaps: bool = True
+    overlap_range_m: float = Field(default=40.0, gt=0, allow_inf_nan=False)
+    min_overlap_m2: float = Field(default=1.0, ge=0, allow_inf_nan=False)
     transitions: dict[str, tuple[float, float]] = Field(
         default_factory=dict, description='"from->to": [min_seconds, max_seconds]'
     )
@@ -415,6 +429,17 @@ class SiteFile(_Strict):
                 "transitions": self.topology.transitions,
             }
         )
+
+    def topology_of(self, cameras: Sequence[Camera]) -> CameraTopology:
+        """The topology a run uses: the declared overlaps and, unless switched off, those the
+        calibrated ``cameras`` imply (``overlaps_from_geometry``)."""
+        spec = self.topology
+        found = (
+            overlaps_from_geometry(cameras, max_range_m=spec.overlap_range_m, min_area_m2=spec.min_overlap_m2)
+            if spec.discover_overlaps
+            else frozenset()
+        )
+        return self.camera_topology(sorted(found))
 
     def calibrated_cameras(self) -> list[Camera]:
         """The calibrated cameras as ``Camera`` s (point pairs fitted); ``SiteError`` naming each
