@@ -172,3 +172,53 @@ def _association():  # type: ignore[no-untyped-def]
     from crossview.multicam.association import AssociationConfig
 
     return AssociationConfig(max_cost=0.01)
+
+
+POSE2SIM = Path(__file__).resolve().parents[3] / "shared" / "data" / "pose2sim"
+YOLOX = POSE2SIM.parents[1] / "models" / "yolox_nano.onnx"
+
+
+@pytest.mark.skipif(
+    not (POSE2SIM.is_dir() and YOLOX.is_file()),
+    reason="needs ../shared/data/pose2sim and the YOLOX-Nano model",
+)
+def test_a_real_room_gives_each_person_one_identity_across_its_views(tmp_path: Path) -> None:
+    calibration = json.loads((POSE2SIM / "cameras.json").read_text())
+    cameras = [
+        {
+            "id": camera["id"],
+            "source": str(POSE2SIM / "videos" / f"{camera['id']}.mp4"),
+            "calibration": {
+                "K": camera["K"],
+                "distortion": camera["distortion"],
+                "R": camera["R"],
+                "t": camera["t"],
+            },
+        }
+        for camera in calibration["cameras"]
+    ]
+    site = parse_site(
+        {
+            "name": "room",
+            "cameras": cameras,
+            "models": {"detector": f"yolox:{YOLOX}", "embedder": "color"},
+            "classes": {0: "person"},
+            "tracker": {"name": "bytetrack"},
+            "topology": {"overlap_range_m": 8.0},
+        }
+    )
+    result = run_site(site, tmp_path / "out", snapshot=50)
+    table = read_mtmc(tmp_path / "out" / "mtmc.txt")
+    seen: dict[int, set[str]] = {}
+    for camera, identity in zip(table.camera.tolist(), table.obj_id.tolist(), strict=True):
+        seen.setdefault(identity, set()).add(table.camera_names[camera])
+    # the two actors, each in all four views, every frame; the bystander in the two that see him
+    assert sorted(len(cameras) for cameras in seen.values()) == [2, 4, 4]
+    assert result.site.associator.identities == 3
+    assert sorted(p.name for p in (tmp_path / "out" / "snapshots").iterdir()) == [
+        "cam01.jpg",
+        "cam02.jpg",
+        "cam03.jpg",
+        "cam04.jpg",
+        "map.png",
+    ]

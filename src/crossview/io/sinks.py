@@ -14,7 +14,7 @@ from numpy.typing import NDArray
 from crossview.core.detections import Detections
 
 
-def _colour(track_id: int) -> tuple[int, int, int]:
+def colour_of(track_id: int) -> tuple[int, int, int]:
     """A stable, distinct BGR colour per id (golden-ratio hue steps)."""
     hue = int((track_id * 0.618033988749895 % 1.0) * 179)
     hsv = np.array([[[hue, 200, 255]]], dtype=np.uint8)
@@ -38,7 +38,7 @@ def draw_tracks(
         if track < 0:
             cv2.rectangle(canvas, (x1, y1), (x2, y2), (128, 128, 128), 1)
             continue
-        colour = _colour(int(track))
+        colour = colour_of(int(track))
         cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, 2)
         name = (class_names or {}).get(int(cls), str(int(cls)))
         label = f"{int(track)} {name} {score:.2f}"

@@ -126,6 +126,10 @@ def run(
     detector: Annotated[str | None, typer.Option(help="Override the site's detector")] = None,
     embedder: Annotated[str | None, typer.Option(help="Override the site's embedder")] = None,
     tracker: Annotated[str | None, typer.Option(help="Override the site's tracker")] = None,
+    snapshot: Annotated[
+        int | None,
+        typer.Option(min=0, help="Also draw this frame of every camera and the site map into OUT/snapshots"),
+    ] = None,
 ) -> None:
     """Run every camera of a site file concurrently: detect, embed and track per camera, one
     global identity per object across cameras, located in metres; results under --out."""
@@ -160,6 +164,7 @@ def run(
                 detector=detector,
                 embedder=chosen_embedder,
                 tracker=tracker,
+                snapshot=snapshot,
                 progress=progress,
                 warn=lambda message: bar.console.print(f"warning: {message}"),
             )

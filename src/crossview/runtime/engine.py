@@ -140,7 +140,7 @@ class CameraStage:
     """``source -> detect -> embed -> track`` for one camera, frame by frame (see the module docstring).
 
     ``skip_blank`` leaves out frames that are all black, and ``warn`` is told when a feed goes
-    blank and when it comes back.
+    blank and when it comes back. ``classes`` keeps only detections of those classes (the site's).
     """
 
     def __init__(
@@ -151,10 +151,12 @@ class CameraStage:
         tracker: Tracker,
         *,
         skip_blank: bool = True,
+        classes: frozenset[int] | None = None,
         warn: Callable[[str], None] = lambda message: None,
         max_frames: int | None = None,
     ) -> None:
         self.source = source
+        self.classes = classes
         self.detector = detector
         self.embedder = embedder
         self.tracker = tracker
@@ -181,6 +183,8 @@ class CameraStage:
                 continue
             started = time.perf_counter()
             found = self.detector.detect([frame])
+            if self.classes is not None:
+                found = [d[np.isin(d.class_id, list(self.classes))] for d in found]
             detected = time.perf_counter()
             (embedded,) = self.embedder.embed([frame], found)
             done_embedding = time.perf_counter()

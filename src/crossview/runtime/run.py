@@ -39,6 +39,7 @@ from crossview.io.sources import (
 from crossview.runtime.engine import CameraStage, CameraStats, RunResult, Sink, SiteStage, run_cameras
 from crossview.runtime.sinks import IndexSink, MotSink, MtmcSink, ThumbnailSink
 from crossview.runtime.site import CameraSpec, ImageFolderInput, SiteFile, StreamInput, VideoInput
+from crossview.runtime.views import SnapshotSink
 from crossview.track.factory import make_tracker
 
 __all__ = ["camera_detector", "open_camera_source", "run_site"]
@@ -82,12 +83,16 @@ def run_site(
     tracker: str | None = None,
     sinks: Sequence[Sink] = (),
     min_samples: int = 5,
+    snapshot: int | None = None,
     progress: Callable[[str, int], None] | None = None,
     warn: Callable[[str], None] | None = None,
 ) -> RunResult:
     """Run every pulled camera of ``site``; outputs under ``out`` (none when it is None) and to
-    ``sinks``. ``detector``, ``embedder`` and ``tracker`` override the site file's models."""
+    ``sinks``. ``detector``, ``embedder`` and ``tracker`` override the site file's models;
+    ``snapshot`` (a frame index) also writes ``out/snapshots/``: that frame of every camera labelled
+    by global id and class, and the site map of every identity's path."""
     detector_spec = detector or site.models.detector
+    kind, _ = parse_spec(detector_spec)
     shared_embedder = embedder or make_embedder(site.models.embedder)
     tracker_name = tracker or site.tracker.name
     notes: list[str] = []
@@ -120,6 +125,7 @@ def run_site(
                 camera_detector(site, spec, detector_spec),
                 shared_embedder,
                 make_tracker(tracker_name, **tracker_options),
+                classes=None if kind == "motion" or not site.classes else frozenset(site.classes),
                 warn=note,
                 max_frames=max_frames,
             )
@@ -138,13 +144,24 @@ def run_site(
             IndexSink(out / "index", shared_embedder.dim),
             ThumbnailSink(out / "thumbnails"),
         ]
+        if snapshot is not None:
+            names = site.classes or {0: "person", 2: "car"}
+            outputs.append(
+                SnapshotSink(
+                    out / "snapshots",
+                    snapshot,
+                    list(cameras.values()),
+                    names,
+                    max_range_m=site.topology.overlap_range_m,
+                )
+            )
     stage = SiteStage(
         cameras,
         topology,
         site.association,
         sinks=[*outputs, *sinks],
         min_samples=min_samples,
-        classify_by_size=detector_spec.split(":")[0].strip().lower() == "motion",
+        classify_by_size=kind == "motion",
     )
     result = run_cameras(stages, stage, live=frozenset(live), progress=progress, warn=note)
     result.cameras.update(failed)

@@ -390,4 +390,3 @@ class DrainingServer(uvicorn.Server):
         if self._drain_until is not None and time.monotonic() >= self._drain_until:
             return True
         return await super().on_tick(counter)
-
