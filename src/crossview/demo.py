@@ -39,7 +39,7 @@ from crossview.eval.mot.protocol import MotProtocol
 from crossview.eval.mtmc import evaluate_mtmc, localisation_error
 from crossview.io.formats.mot import MotTable
 from crossview.io.formats.mtmc import MtmcTable, write_mtmc
-from crossview.io.sinks import draw_tracks
+from crossview.io.sinks import colour_of, draw_tracks
 from crossview.multicam.association import AssociationConfig, OnlineAssociator, Tracklet, associate
 from crossview.multicam.topology import CameraTopology, learn_transitions, overlaps_from_geometry
 from crossview.multicam.tracklets import CAR, TrackletBuilder
@@ -48,6 +48,7 @@ from crossview.runtime.engine import Sink, TrackedFrame
 from crossview.runtime.run import run_site
 from crossview.runtime.sinks import MtmcSink
 from crossview.runtime.site import SiteFile, load_site
+from crossview.runtime.views import label_by_identity
 from crossview.sim.site import RenderedSite, Scenario, Site, SiteSpec, generate_site, render_site
 from crossview.sim.site.render import empty_view
 
@@ -55,6 +56,7 @@ from crossview.sim.site.render import empty_view
 # occlusion fools (a parked car seen as a sliver is person-sized), so a class mismatch costs
 # instead of forbidding the pair.
 _ASSOCIATION = AssociationConfig(max_cost=0.25, class_mismatch_penalty=0.1, linkage="single")
+CLASS_NAMES = {0: "person", 2: "car"}
 # Views overlap when their ground within 45 m shares 4 m² (the cameras watch a 50 x 30 m lot).
 OVERLAP_RANGE_M = 45.0
 MIN_OVERLAP_M2 = 4.0
@@ -449,15 +451,15 @@ def _report(
         _draw_trajectories(site_map, rendered, run)
         cv2.imwrite(str(images / "site_map.png"), site_map)
     for camera_id, (image, tracked) in run.snapshots.items():
-        global_ids = np.array(
-            [
-                run.associator.global_id(camera_id, int(t)) if t >= 0 else None
-                for t in tracked.tracker_id.tolist()
-            ],
-            dtype=object,
-        )
-        labelled = tracked.with_tracker_ids(np.array([-1 if g is None else g for g in global_ids], np.int64))
-        cv2.imwrite(str(images / f"{camera_id}.jpg"), draw_tracks(image, labelled, {0: "person", 2: "car"}))
+        builder = run.builders[camera_id]
+        identities = {
+            track: (global_id, builder.class_of(track))  # the track's class: a car is labelled a car
+            for track in set(tracked.tracker_id.tolist())
+            if track >= 0 and (global_id := run.associator.global_id(camera_id, track)) is not None
+        }
+        labelled = label_by_identity(tracked, identities)
+        cv2.imwrite(str(images / f"{camera_id}.jpg"), draw_tracks(image, labelled, CLASS_NAMES))
+    story, legend = _identity_story(run, _truth_of_tracklets(rendered, run), len(site.actors))
     rows = "".join(
         f"<tr><td>{html.escape(c)}</td><td>{s['HOTA']:.3f}</td><td>{s['IDF1']:.3f}</td><td>{s['MOTA']:.3f}</td></tr>"
         for c, s in figures["per_camera"].items()
@@ -500,13 +502,79 @@ td,th{{padding:2px 10px}}figure{{display:inline-block}}</style>
 <h2>Per camera</h2><table><tr><th>camera</th><th>HOTA</th><th>IDF1</th><th>MOTA</th></tr>{rows}</table>
 <h2>Parking sessions</h2><table><tr><th>exit track</th><th>exit s</th><th>entry track</th><th>entry s</th>
 <th>path</th><th>best hit: appearance / context</th></tr>{sessions}</table>
-<h2>Site map and trajectories (by global id)</h2><img src="report/site_map.png" width="900">
+<h2>Global identities</h2><p>{html.escape(story)}</p>
+<table><tr><th></th><th>global id</th><th>class</th><th>cameras</th><th>seconds</th>
+<th>true object</th></tr>{legend}</table>
+<h2>Site map and trajectories (by global id, in the colours of the table and of the boxes)</h2>
+<img src="report/site_map.png" width="900">
 <h2>Frames (mid-recording, labelled by global id)</h2>{frames}
 <h2>Warnings</h2><ul>{warnings_html}</ul>
 """
     path = out / "report.html"
     path.write_text(page)
     return path
+
+
+def _identity_story(run: _Run, truth: Mapping[tuple[str, int], int], objects: int) -> tuple[str, str]:
+    """Why there are as many global ids as there are, in words, and the legend's table rows.
+
+    Each identity is matched to the true object most of its tracks show. An object with several
+    identities was split: by a track broken inside one camera that association did not join back
+    (its cameras are among those of the object's main identity), or at a change of camera.
+    """
+    members: dict[int, list[tuple[str, int]]] = {}
+    for camera_id, builder in run.builders.items():
+        for tracklet in builder.tracklets(min_samples=1):
+            global_id = run.associator.global_id(camera_id, tracklet.track_id)
+            if global_id is not None:
+                members.setdefault(global_id, []).append((camera_id, tracklet.track_id))
+    owner: dict[int, int | None] = {}
+    for global_id, keys in members.items():
+        votes = [truth[key] for key in keys if key in truth]
+        owner[global_id] = max(set(votes), key=votes.count) if votes else None
+    by_object: dict[int, list[int]] = {}
+    for global_id, true_id in owner.items():
+        if true_id is not None:
+            by_object.setdefault(true_id, []).append(global_id)
+    within = across = 0
+    for ids in by_object.values():
+        ids.sort(key=lambda g: -len(members[g]))
+        main = {camera for camera, _ in members[ids[0]]}
+        for extra in ids[1:]:
+            if {camera for camera, _ in members[extra]} <= main:
+                within += 1
+            else:
+                across += 1
+    kept = sum(len(ids) == 1 for ids in by_object.values())
+    unmatched = sum(true_id is None for true_id in owner.values())
+    story = (
+        f"{len(members)} global ids for {objects} objects. {kept} of the {len(by_object)} objects tracked "
+        f"kept one id. The {within + across} extra ids of the others: {_count(within, 'track')} broken "
+        "inside one camera (occlusion, a stop, the edge of the view) that association did not join back, "
+        f"and {_count(across, 'change')} of camera it did not link. {_count(unmatched, 'id')} follow no "
+        "object: no true object covers their boxes (IoU under 0.3), as with a motion blob of two objects "
+        "merged or of part of one."
+    )
+    rows = []
+    for global_id in sorted(members):
+        keys = members[global_id]
+        builder_of = run.builders
+        classes = [builder_of[camera].class_of(track) for camera, track in keys]
+        tracklets = [builder_of[camera].tracklet(track) for camera, track in keys]
+        start, end = min(t.t_start for t in tracklets), max(t.t_end for t in tracklets)
+        b, g, r = colour_of(global_id + 1)
+        true_id = owner[global_id]
+        rows.append(
+            f'<tr><td style="background:rgb({r},{g},{b});width:18px"></td><td>{global_id + 1}</td>'
+            f"<td>{CLASS_NAMES.get(max(set(classes), key=classes.count), '?')}</td>"
+            f"<td>{' '.join(sorted({camera for camera, _ in keys}))}</td><td>{start:.1f}-{end:.1f}</td>"
+            f"<td>{'-' if true_id is None else true_id}</td></tr>"
+        )
+    return story, "".join(rows)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _draw_trajectories(image: NDArray[np.uint8], rendered: RenderedSite, run: _Run) -> None:
@@ -518,7 +586,7 @@ def _draw_trajectories(image: NDArray[np.uint8], rendered: RenderedSite, run: _R
             finite = tracklet.ground[np.all(np.isfinite(tracklet.ground), axis=1)]
             if global_id is None or len(finite) < 2:
                 continue
-            colour = tuple(int(c) for c in np.random.default_rng(global_id).integers(40, 255, 3))
+            colour = colour_of(global_id + 1)  # the colour its boxes are drawn in
             points = np.column_stack([(finite[:, 0] - x_origin) * scale, (y_origin - finite[:, 1]) * scale])
             points = np.round(points).astype(np.int32)
             cv2.polylines(image, [points.reshape(-1, 1, 2)], False, colour, 2)
