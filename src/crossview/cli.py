@@ -507,6 +507,7 @@ def index_build(
     from crossview.embed.factory import make_embedder
     from crossview.io.open import open_source
     from crossview.io.sources import SourceError
+    from crossview.models.identity import identity_of
     from crossview.pipeline import Pipeline
     from crossview.search.gallery import TrackGallery, TrackSummary
     from crossview.search.store import GallerySettings, create_gallery
@@ -520,7 +521,13 @@ def index_build(
         appearance = make_embedder(embedder)
         gallery_index = create_gallery(
             index,
-            GallerySettings(backend=backend.value, dim=appearance.dim, embedder=embedder, factory=factory),
+            GallerySettings(
+                backend=backend.value,
+                dim=appearance.dim,
+                embedder=embedder,
+                factory=factory,
+                model=identity_of(appearance).key,
+            ),
         )
     except (ValueError, FileNotFoundError) as error:
         raise _fail(str(error)) from None
@@ -569,6 +576,7 @@ def search(
     import cv2
 
     from crossview.embed.factory import make_embedder
+    from crossview.models.identity import ModelMismatch, identity_of
     from crossview.search.engine import SearchEngine
     from crossview.search.index import Filter
     from crossview.search.store import open_gallery, read_settings
@@ -580,6 +588,8 @@ def search(
     try:
         settings = read_settings(index)
         embedder = make_embedder(settings.embedder) if image is not None else None
+        if embedder is not None and settings.model and identity_of(embedder).key != settings.model:
+            raise ModelMismatch(str(index), settings.model, identity_of(embedder).key)
         time_range = None
         if after is not None or before is not None:
             time_range = (after if after is not None else -1e18, before if before is not None else 1e18)

@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from crossview.core.detections import Detections
 from crossview.core.frame import Frame
 from crossview.embed.crops import embed_detections, embed_in_chunks, l2_normalised, resize_images
+from crossview.models.identity import ModelIdentity, settings_digest
 
 _HUE_RANGE: Final = 256.0  # OpenCV's *_FULL conversions spread hue over 0-255
 
@@ -119,6 +120,16 @@ class ColorHistogramEmbedder:
     @property
     def dim(self) -> int:
         return self.config.dim
+
+    def identity(self) -> ModelIdentity:
+        """What makes these vectors: the histogram settings (no weights)."""
+        return ModelIdentity(
+            kind="color-histogram",
+            name="colour",
+            dim=self.dim,
+            digest=settings_digest(self.config),
+            preprocessing={"crop_size": list(self.config.crop_size)},
+        )
 
     def embed(self, frames: Sequence[Frame], detections: Sequence[Detections]) -> list[Detections]:
         """The same rows with ``embedding`` filled, ``(N, dim)`` unit vectors per frame."""

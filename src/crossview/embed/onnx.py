@@ -26,6 +26,7 @@ from numpy.typing import NDArray
 from crossview.core.detections import Detections
 from crossview.core.frame import Frame
 from crossview.embed.crops import MIN_SIDE, embed_detections, embed_in_chunks, l2_normalised, resize_images
+from crossview.models.identity import ModelIdentity, file_digest
 
 IMAGENET_MEAN: Final = (0.485, 0.456, 0.406)
 IMAGENET_STD: Final = (0.229, 0.224, 0.225)
@@ -116,10 +117,29 @@ class OnnxReidEmbedder:
         self._scale = (1.0 / (255.0 * np.asarray(std, np.float32))).astype(np.float32)
         self._offset = (np.asarray(mean, np.float32) / np.asarray(std, np.float32)).astype(np.float32)
         self._dim = static_dim if static_dim is not None else self._probe_dim()
+        self.mean, self.std, self.rgb = tuple(map(float, mean)), tuple(map(float, std)), rgb
+        self._identity: ModelIdentity | None = None
 
     @property
     def dim(self) -> int:
         return self._dim
+
+    def identity(self) -> ModelIdentity:
+        """What makes these vectors: the model file's digest and the preprocessing."""
+        if self._identity is None:
+            self._identity = ModelIdentity(
+                kind="onnx-reid",
+                name=self.model_path.stem,
+                dim=self.dim,
+                digest=file_digest(self.model_path),
+                preprocessing={
+                    "input_size": list(self.input_size),
+                    "mean": list(self.mean),
+                    "std": list(self.std),
+                    "rgb": self.rgb,
+                },
+            )
+        return self._identity
 
     @property
     def providers(self) -> list[str]:

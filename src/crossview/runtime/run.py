@@ -36,6 +36,7 @@ from crossview.io.sources import (
     StreamSource,
     VideoFileSource,
 )
+from crossview.models.identity import identity_of
 from crossview.runtime.engine import CameraStage, CameraStats, RunResult, Sink, SiteStage, run_cameras
 from crossview.runtime.sinks import IndexSink, MotSink, MtmcSink, ThumbnailSink
 from crossview.runtime.site import CameraSpec, ImageFolderInput, SiteFile, StreamInput, VideoInput
@@ -141,7 +142,7 @@ def run_site(
         outputs = [
             MotSink(out / "tracks"),
             MtmcSink(out / "mtmc.txt"),
-            IndexSink(out / "index", shared_embedder.dim),
+            IndexSink(out / "index", shared_embedder.dim, identity_of(shared_embedder).key),
             ThumbnailSink(out / "thumbnails"),
         ]
         if snapshot is not None:

@@ -98,8 +98,8 @@ class IndexSink(Sink):
     """Each finished track's appearance, with its camera, times, class, global id and ground
     position, in a durable FAISS index (searchable with ``crossview search``)."""
 
-    def __init__(self, folder: Path, dim: int) -> None:
-        self.index = FaissIndex(folder, dim, factory="Flat")
+    def __init__(self, folder: Path, dim: int, model: str | None = None) -> None:
+        self.index = FaissIndex(folder, dim, factory="Flat", model=model)
         self._next = self.index.count() + 1
 
     def finished(self, track: FinishedTrack) -> None:

@@ -79,6 +79,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from crossview.io.files import private_directory, private_file
+from crossview.models.identity import ModelMismatch
 from crossview.search.columns import RECORD_FIELDS, MetadataColumns, Record, record
 from crossview.search.index import Entry, Filter, SearchHits, check_ids, check_vectors
 
@@ -112,7 +113,9 @@ class FaissIndex:
     ``path`` is a directory (created if missing) holding ``meta.sqlite`` and the FAISS snapshot;
     ``None`` keeps everything in memory. ``factory`` is any FAISS factory string (``"Flat"``,
     ``"HNSW32"``, ``"IVF1024,Flat"``, ``"IVF1024,PQ64"``). See the module docstring for training,
-    deletes, filters and durability.
+    deletes, filters and durability. ``model`` is the identity key of the embedder whose vectors
+    the index holds (``crossview.models.identity``): recorded on first use, and an index of another
+    model is refused with ``ModelMismatch`` rather than mixed with it.
 
     >>> import numpy as np
     >>> index = FaissIndex(None, 3, factory="HNSW32")
@@ -134,6 +137,7 @@ class FaissIndex:
         exact_below: int = 10_000,
         save_every: int = 50_000,
         compact_ratio: float = 0.2,
+        model: str | None = None,
     ) -> None:
         if int(dim) <= 0:
             raise ValueError(f"dim must be positive, got {dim}")
@@ -168,6 +172,7 @@ class FaissIndex:
         self._rows_since_save = 0
         self._saved_generation = -1
 
+        self._model = model
         self._directory: Path | None = None
         if path is None:
             self._db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
@@ -548,6 +553,10 @@ class FaissIndex:
                 f"index at {self._directory} holds vectors of shape (n, {stored['dim']}), "
                 f"expected (n, {self._dim})"
             )
+        if self._model is not None and stored.get("model", self._model) != self._model:
+            raise ModelMismatch(f"index at {self._directory}", stored["model"], self._model)
+        if self._model is not None and "model" not in stored:
+            self._db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('model', ?)", (self._model,))
         if not stored:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.executemany(

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
+from crossview.models.identity import ModelMismatch
 from crossview.search.index import VectorIndex
 
 Backend = Literal["faiss", "milvus"]
@@ -25,6 +26,7 @@ class GallerySettings:
     embedder: str
     factory: str = "HNSW32"
     uri: str = ""  # a Milvus server (http://host:port); empty means Milvus Lite in the folder
+    model: str = ""  # the embedder's identity key (file digest and preprocessing); "" when unknown
 
 
 def create_gallery(folder: str | Path, settings: GallerySettings) -> VectorIndex:
@@ -33,6 +35,8 @@ def create_gallery(folder: str | Path, settings: GallerySettings) -> VectorIndex
     existing = root / SETTINGS
     if existing.exists():
         stored = read_settings(root)
+        if stored.model and settings.model and stored.model != settings.model:
+            raise ModelMismatch(str(root), stored.model, settings.model)
         if (stored.backend, stored.dim, stored.embedder) != (
             settings.backend,
             settings.dim,

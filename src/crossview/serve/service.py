@@ -65,6 +65,7 @@ from crossview.detect.factory import make_detector, parse_spec
 from crossview.embed.base import Embedder
 from crossview.io.files import private_directory
 from crossview.io.image import ImageLimits
+from crossview.models.identity import identity_of
 from crossview.multicam.association import AssociationConfig, OnlineAssociator, Tracklet
 from crossview.multicam.topology import CameraTopology, overlaps_from_geometry
 from crossview.multicam.tracklets import Locator
@@ -250,8 +251,12 @@ class Service:
         self.models = frozenset({UNKNOWN_MODEL, *config.models})
         self.dim = embedder.dim
         private_directory(config.data_dir)
+        self.model = identity_of(embedder).key
         self.store = ServiceStore(config.data_dir / "service.sqlite")
-        self.index = index or FaissIndex(config.data_dir / "index", self.dim, factory=config.index_factory)
+        self.store.claim_model(self.model)  # refuses a data directory of another embedder
+        self.index = index or FaissIndex(
+            config.data_dir / "index", self.dim, factory=config.index_factory, model=self.model
+        )
         self.index_breaker = CircuitBreaker(
             "index", config.index_breaker, on_change=on_breaker_change, failures=BACKEND_ERRORS
         )

@@ -36,6 +36,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from crossview.io.files import private_file
+from crossview.models.identity import ModelMismatch
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (
@@ -61,6 +62,7 @@ CREATE TABLE IF NOT EXISTS idempotency (
     PRIMARY KEY (principal, key)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS idempotency_age ON idempotency(created_at);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS batch_images (
     batch_id INTEGER NOT NULL,
     position INTEGER NOT NULL,
@@ -231,6 +233,17 @@ class ServiceStore:
         """Forget idempotency keys stored before ``before`` (epoch seconds); how many."""
         with self._transaction() as db:
             return db.execute("DELETE FROM idempotency WHERE created_at < ?", (before,)).rowcount
+
+    def claim_model(self, key: str) -> None:
+        """Record the embedder whose vectors this store holds; ``ModelMismatch`` when another one
+        made the ones already stored (their spaces must not mix)."""
+        with self._transaction() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'embedder'").fetchone()
+            if row is None:
+                db.execute("INSERT INTO meta VALUES ('embedder', ?)", (key,))
+                return
+        if str(row[0]) != key:
+            raise ModelMismatch(f"data directory {self.path.parent}", str(row[0]), key)
 
     def queued_by_camera(self) -> dict[str, int]:
         """Batches waiting for the worker, per camera."""
