@@ -144,7 +144,10 @@ class Collect(Sink):
 
 def test_the_site_stage_forgets_ended_tracks_so_memory_stays_flat() -> None:
     collect = Collect()
-    stage = SiteStage({}, None, _association(), sinks=[collect], min_samples=3, forget_after_s=2.0)
+    stage = SiteStage(
+        {}, None, _association(), sinks=[collect], min_samples=3, forget_after_s=2.0, memory_s=4.0
+    )
+    remembered = []
     image = np.zeros((48, 64, 3), np.uint8)
     held = []
     for index in range(600):  # 60 s at 10 fps; a new object every 2 s, each seen for 1 s
@@ -155,15 +158,17 @@ def test_the_site_stage_forgets_ended_tracks_so_memory_stays_flat() -> None:
             xyxy=np.array([[10, 10, 20, 30]] if visible else np.zeros((0, 4)), np.float32),
             confidence=np.ones(1 if visible else 0, np.float32),
             tracker_id=np.array([track] if visible else [], np.int64),
-            embedding=np.ones((1 if visible else 0, 4), np.float32),
+            embedding=np.eye(32, dtype=np.float32)[[track % 32] if visible else []],  # each its own look
             camera_id="a",
             frame_index=index,
             timestamp=t,
         )
         stage.apply(TrackedFrame(Frame(image, "a", index, t), detections))
         held.append(len(stage.builders["a"]._tracks))
+        remembered.append(stage.associator.live_identities)
     stage.close()
     assert max(held[100:]) <= 3  # recent tracks only, however long the run
+    assert max(remembered[100:]) <= 4 and stage.associator.identities == 30  # and recent identities
     assert len(collect.finished_tracks) == 30 and len(collect.assigned_ids) == 30
     assert all(len(t.frames) == 10 and t.global_id is not None for t in collect.finished_tracks)
 

@@ -418,8 +418,9 @@ class OnlineAssociator:
         self.threshold = (
             self.config.auto_fallback if self.config.max_cost == "auto" else float(self.config.max_cost)
         )
-        self._members: list[list[Tracklet]] = []
+        self._members: dict[int, list[Tracklet]] = {}  # live identities, by number
         self._ids: dict[tuple[str, int], int] = {}
+        self._minted = 0
 
     def calibrate(self, tracklets: Sequence[Tracklet]) -> float:
         """Set the threshold from ``tracklets`` as ``associate`` does with ``max_cost="auto"``."""
@@ -428,7 +429,26 @@ class OnlineAssociator:
 
     @property
     def identities(self) -> int:
+        """Identities minted so far (forgotten ones included)."""
+        return self._minted
+
+    @property
+    def live_identities(self) -> int:
+        """Identities still remembered (candidates for new tracklets)."""
         return len(self._members)
+
+    def forget_before(self, time_s: float) -> int:
+        """Forget the identities last seen before ``time_s``: new tracklets can no longer join them,
+        and they cost nothing any more. How many were forgotten. A long run keeps only the
+        identities of its recent past (``SiteFile.memory_s``), so its memory and its cost per
+        tracklet stay flat."""
+        stale = [
+            number for number, members in self._members.items() if max(m.t_end for m in members) < time_s
+        ]
+        for number in stale:
+            for member in self._members.pop(number):
+                self._ids.pop(member.key, None)
+        return len(stale)
 
     def global_id(self, camera_id: str, track_id: int) -> int | None:
         return self._ids.get((camera_id, track_id))
@@ -437,28 +457,29 @@ class OnlineAssociator:
         """Global ids of new ``tracklets`` (joining an identity or minting one), in order."""
         fresh = [t for t in tracklets if t.key not in self._ids]
         if fresh:
-            costs = np.full((len(fresh), len(self._members)), np.inf)
+            known = list(self._members)
+            costs = np.full((len(fresh), len(known)), np.inf)
             for i, tracklet in enumerate(fresh):
-                for g, members in enumerate(self._members):
-                    costs[i, g] = self._identity_cost(tracklet, members)
+                for column, number in enumerate(known):
+                    costs[i, column] = self._identity_cost(tracklet, self._members[number])
             if costs.size:
                 finite = np.where(np.isfinite(costs), costs, 1e9)
                 rows, columns = linear_sum_assignment(finite)
-                for i, g in zip(rows.tolist(), columns.tolist(), strict=True):
-                    if costs[i, g] <= self.threshold:
-                        self._join(fresh[i], g)
+                for i, column in zip(rows.tolist(), columns.tolist(), strict=True):
+                    if costs[i, column] <= self.threshold:
+                        self._join(fresh[i], known[column])
             # the rest, earliest first, may join an identity minted in this call: two cameras
             # that see one object start their tracks together, and both are reported at once
-            minted_from = len(self._members)
+            minted_from = self._minted
             for tracklet in sorted(fresh, key=lambda t: t.t_start):
                 if tracklet.key in self._ids:
                     continue
-                minted = range(minted_from, len(self._members))
+                minted = range(minted_from, self._minted)
                 cost, best = min(
                     ((self._identity_cost(tracklet, self._members[g]), g) for g in minted),
-                    default=(math.inf, len(self._members)),
+                    default=(math.inf, self._minted),
                 )
-                self._join(tracklet, best if cost <= self.threshold else len(self._members))
+                self._join(tracklet, best if cost <= self.threshold else self._minted)
         return [self._ids[t.key] for t in tracklets]
 
     def update(self, tracklet: Tracklet) -> int:
@@ -481,7 +502,7 @@ class OnlineAssociator:
                 return self._ids[tracklet.key]
             leaving = tracklet if tracklet.t_start >= clash.t_start else clash
             current[:] = [m for m in current if m.key != leaving.key]
-            self._join(leaving, len(self._members))
+            self._join(leaving, self._minted)
 
     def _conflict(self, first: Tracklet, second: Tracklet) -> bool:
         shared = min(first.t_end, second.t_end) - max(first.t_start, second.t_start)
@@ -522,13 +543,14 @@ class OnlineAssociator:
         taken = [t.key for t in members if t.key in self._ids]
         if taken:
             raise ValueError(f"tracklets already have an identity: {taken}")
-        number = len(self._members)
+        number = self._minted
         for tracklet in members:
             self._join(tracklet, number)
         return number
 
     def _join(self, tracklet: Tracklet, number: int) -> None:
-        if number == len(self._members):
-            self._members.append([])
+        if number == self._minted:
+            self._members[number] = []
+            self._minted += 1
         self._members[number].append(tracklet)
         self._ids[tracklet.key] = number

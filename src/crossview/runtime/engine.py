@@ -24,7 +24,9 @@
   - Every ``period_s`` of site time, the tracklets confirmed since (``min_samples`` rows) get a
     global id (``OnlineAssociator``), and the assigned ones are refreshed.
   - A track not seen for ``forget_after_s`` is finished: handed to the sinks with its rows and
-    global id, then dropped, so memory follows the tracks in view, not the hours recorded.
+    global id, then dropped; an identity not seen for ``memory_s`` is forgotten (no new track can
+    join it). Memory, and the cost of associating a track, follow what was seen recently, not the
+    hours recorded.
 - **Sinks** see every tracked frame, every assignment and every finished track, in site time
   order. At the end of the run every remaining track is finished.
 
@@ -225,16 +227,20 @@ class SiteStage:
         min_samples: int = 5,
         period_s: float = 1.0,
         forget_after_s: float = 600.0,
+        memory_s: float = 3600.0,
         classify_by_size: bool = True,
     ) -> None:
         if period_s <= 0 or forget_after_s <= 0 or min_samples < 1:
             raise ValueError("period_s and forget_after_s must be positive, min_samples at least 1")
+        if memory_s < forget_after_s:
+            raise ValueError(f"memory_s ({memory_s}) must be at least forget_after_s ({forget_after_s})")
         self.cameras = dict(cameras)
         self.associator = OnlineAssociator(topology, association)
         self.sinks = list(sinks)
         self.min_samples = min_samples
         self.period_s = period_s
         self.forget_after_s = forget_after_s
+        self.memory_s = memory_s
         self.classify_by_size = classify_by_size
         self.builders: dict[str, TrackletBuilder] = {}
         self.latency = LatencyHistogram()
@@ -268,6 +274,7 @@ class SiteStage:
             for sink in self.sinks:
                 sink.assigned(tracklet, global_id)
         self._finish(self.now - self.forget_after_s)
+        self.associator.forget_before(self.now - self.memory_s)
         self.latency.record(time.perf_counter() - started)
 
     def close(self) -> None:

@@ -162,6 +162,7 @@ def run_site(
         site.association,
         sinks=[*outputs, *sinks],
         min_samples=min_samples,
+        memory_s=max(site.memory_s, 600.0),
         classify_by_size=kind == "motion",
     )
     result = run_cameras(stages, stage, live=frozenset(live), progress=progress, warn=note)
