@@ -6,14 +6,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, TextIO
 
 import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from crossview.io.formats.mot import MotTable, write_mot
-from crossview.io.formats.mtmc import MtmcTable, write_mtmc
+from crossview.io.formats._text import format_number
+from crossview.io.formats.mtmc import MtmcTable
 from crossview.multicam.tracklets import whole_boxes
 from crossview.runtime.engine import FinishedTrack, Sink, TrackedFrame
 from crossview.search.faiss_index import FaissIndex
@@ -26,43 +26,43 @@ THUMBNAIL_SIDE: Final = 256
 
 class MotSink(Sink):
     """``DIR/<camera>.txt``: MOTChallenge rows ``frame,id,x,y,w,h,conf,class,-1,-1`` (frames from 1),
-    tracked rows only; written at the end of the run."""
+    tracked rows only, written as frames come (nothing is kept in memory)."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self._rows: dict[str, list[NDArray[np.float64]]] = {}
+        self._files: dict[str, TextIO] = {}
 
     def frame(self, tracked: TrackedFrame) -> None:
+        handle = self._files.get(tracked.camera_id)
+        if handle is None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            handle = self._files[tracked.camera_id] = (self.folder / f"{tracked.camera_id}.txt").open("w")
         detections = tracked.detections
-        keep = detections.tracker_id >= 0
-        if not np.any(keep):
-            self._rows.setdefault(tracked.camera_id, [])
-            return
-        rows = detections[keep]
-        block = np.column_stack(
-            [
-                np.full(len(rows), tracked.frame.index + 1),
-                rows.tracker_id,
-                rows.xywh,
-                rows.confidence,
-                rows.class_id,
-                np.full((len(rows), 2), -1.0),
-            ]
-        )
-        self._rows.setdefault(tracked.camera_id, []).append(block.astype(np.float64))
+        frame = tracked.frame.index + 1
+        for row in np.flatnonzero(detections.tracker_id >= 0).tolist():
+            x, y, w, h = (format_number(float(v)) for v in detections.xywh[row])
+            handle.write(
+                f"{frame},{int(detections.tracker_id[row])},{x},{y},{w},{h},"
+                f"{format_number(float(detections.confidence[row]))},{int(detections.class_id[row])},-1,-1\n"
+            )
 
     def close(self) -> None:
-        for camera_id, blocks in self._rows.items():
-            array = np.concatenate(blocks) if blocks else np.zeros((0, 10))
-            write_mot(self.folder / f"{camera_id}.txt", MotTable.from_array(array))
+        for handle in self._files.values():
+            handle.close()
 
 
 class MtmcSink(Sink):
     """Every box of every associated track with its global id and ground position: AI City rows
-    ``camera obj frame x y w h xworld yworld`` (ids and frames from 1; -1 where not located)."""
+    ``camera obj frame x y w h xworld yworld`` (ids and frames from 1; -1 where not located).
 
-    def __init__(self, path: Path | None = None) -> None:
+    With a ``path`` the rows are written as tracks finish (in that order, nothing kept); with
+    ``keep`` they are also gathered into ``table`` at the end.
+    """
+
+    def __init__(self, path: Path | None = None, *, keep: bool | None = None) -> None:
         self.path = path
+        self.keep = path is None if keep is None else keep
+        self._file: TextIO | None = None
         self._cameras: list[str] = []
         self._rows: list[NDArray[np.float64]] = []
         self.table = MtmcTable.from_rows([], np.zeros((0, 8)))
@@ -72,26 +72,37 @@ class MtmcSink(Sink):
             return
         world = np.where(np.isfinite(track.ground), track.ground, -1.0)
         boxes = track.boxes
-        self._rows.append(
-            np.column_stack(
-                [
-                    np.full(len(track.frames), track.global_id + 1),
-                    track.frames + 1,
-                    boxes[:, 0],
-                    boxes[:, 1],
-                    boxes[:, 2] - boxes[:, 0],
-                    boxes[:, 3] - boxes[:, 1],
-                    world,
-                ]
-            )
+        block = np.column_stack(
+            [
+                np.full(len(track.frames), track.global_id + 1),
+                track.frames + 1,
+                boxes[:, 0],
+                boxes[:, 1],
+                boxes[:, 2] - boxes[:, 0],
+                boxes[:, 3] - boxes[:, 1],
+                world,
+            ]
         )
-        self._cameras.extend([track.tracklet.camera_id] * len(track.frames))
+        camera = track.tracklet.camera_id
+        if self.path is not None:
+            if self._file is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._file = self.path.open("w")
+            for row in block:
+                numbers = " ".join(format_number(value) for value in row[2:])
+                self._file.write(f"{camera} {int(row[0])} {int(row[1])} {numbers}\n")
+        if self.keep:
+            self._rows.append(block)
+            self._cameras.extend([camera] * len(block))
 
     def close(self) -> None:
+        if self.path is not None and self._file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text("")
+        if self._file is not None:
+            self._file.close()
         if self._rows:
             self.table = MtmcTable.from_rows(self._cameras, np.concatenate(self._rows))
-        if self.path is not None:
-            write_mtmc(self.path, self.table)
 
 
 class IndexSink(Sink):
@@ -134,12 +145,13 @@ class _View:
 
 class ThumbnailSink(Sink):
     """``DIR/<global id>.jpg``: the best view of each global identity, the largest whole box of
-    its tracks (weighted by confidence), at most 256 px a side. Memory: one crop per live track."""
+    its tracks (weighted by confidence), at most 256 px a side, written when a track finishes with
+    a better view. Memory: one crop per live track and one number per identity."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self._tracks: dict[tuple[str, int], _View] = {}
-        self._identities: dict[int, _View] = {}
+        self._identities: dict[int, float] = {}  # global id -> score of the view written
 
     def frame(self, tracked: TrackedFrame) -> None:
         detections = tracked.detections
@@ -161,18 +173,15 @@ class ThumbnailSink(Sink):
         view = self._tracks.pop((track.tracklet.camera_id, track.tracklet.track_id), None)
         if view is None or track.global_id is None:
             return
-        best = self._identities.get(track.global_id)
-        if best is None or view.score > best.score:
-            self._identities[track.global_id] = view
-
-    def close(self) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        for global_id, view in sorted(self._identities.items()):
-            cv2.imwrite(str(self.folder / f"{global_id + 1}.jpg"), view.crop)
+        if view.score > self._identities.get(track.global_id, 0.0):
+            self._identities[track.global_id] = view.score
+            self.folder.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(self.folder / f"{track.global_id + 1}.jpg"), view.crop)
 
     @property
-    def identities(self) -> Mapping[int, NDArray[np.uint8]]:
-        return {global_id: view.crop for global_id, view in self._identities.items()}
+    def identities(self) -> Mapping[int, float]:
+        """The score of each identity's view written so far."""
+        return dict(self._identities)
 
 
 def _shrunk(crop: NDArray[np.uint8]) -> NDArray[np.uint8]:
