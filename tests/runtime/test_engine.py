@@ -227,3 +227,34 @@ def test_a_real_room_gives_each_person_one_identity_across_its_views(tmp_path: P
         "cam04.jpg",
         "map.png",
     ]
+
+
+def test_frames_whose_clock_goes_back_are_skipped_and_reported() -> None:
+    from crossview.embed.color import ColorHistogramEmbedder
+    from crossview.io.sources import SourceStats
+    from crossview.runtime.engine import CameraStage
+    from crossview.track.factory import make_tracker
+
+    class Repeating:  # a real frame iterator whose clock repeats itself, as a file with duplicate PTS does
+        camera_id = "a"
+        stats = SourceStats()
+
+        def __iter__(self):  # type: ignore[no-untyped-def]
+            image = np.full((48, 64, 3), 90, np.uint8)
+            for index, t in enumerate((0.0, 0.1, 0.1, 0.2, 0.15, 0.3)):
+                yield Frame(image, "a", index, t)
+
+    class Nothing:
+        def detect(self, frames):  # type: ignore[no-untyped-def]
+            return [
+                Detections.empty(camera_id=f.camera_id, frame_index=f.index, timestamp=f.timestamp)
+                for f in frames
+            ]
+
+    warnings: list[str] = []
+    stage = CameraStage(
+        Repeating(), Nothing(), ColorHistogramEmbedder(), make_tracker("sort"), warn=warnings.append
+    )  # type: ignore[arg-type]
+    times = [tracked.timestamp for tracked in stage.frames()]
+    assert times == [0.0, 0.1, 0.2, 0.3] and stage.stats.skipped_out_of_order == 2
+    assert len(warnings) == 1 and "is not after the previous one" in warnings[0]

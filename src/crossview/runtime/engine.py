@@ -132,6 +132,7 @@ class CameraStats:
 
     frames: int = 0
     skipped_blank: int = 0
+    skipped_out_of_order: int = 0
     error: str | None = None
     latency: dict[str, LatencyHistogram] = field(
         default_factory=lambda: {stage: LatencyHistogram() for stage in CAMERA_STAGES}
@@ -167,6 +168,7 @@ class CameraStage:
         self.stats = CameraStats()
         self._warn = warn
         self._blank_since: float | None = None
+        self._last_time = -np.inf
 
     @property
     def camera_id(self) -> str:
@@ -180,6 +182,15 @@ class CameraStage:
                 self.max_frames is not None and self.stats.frames >= self.max_frames
             ):
                 return
+            if frame.timestamp <= self._last_time:  # a repeated or backwards clock (duplicate PTS)
+                self.stats.skipped_out_of_order += 1
+                if self.stats.skipped_out_of_order == 1:
+                    self._warn(
+                        f"camera {frame.camera_id}: frame {frame.index} at {frame.timestamp:.3f} s is not "
+                        f"after the previous one ({self._last_time:.3f} s); such frames are skipped"
+                    )
+                continue
+            self._last_time = frame.timestamp
             if self.skip_blank and not self._alive(frame):
                 self.stats.skipped_blank += 1
                 continue
