@@ -57,6 +57,7 @@ from bench_serve import BatchTemplate, CameraFeed, Server  # type: ignore[import
 
 from crossview.eval.latency import LatencySummary
 from crossview.serve.keys import KeyStore
+from crossview.sim.bombs import png_bomb
 
 MIB = 1024 * 1024
 IMAGE_SIZE = (360, 640)
@@ -67,22 +68,6 @@ IMAGE_CAMERAS = 16
 
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def png_bomb(width: int, height: int) -> bytes:
-    """A well-formed 1-bit PNG of black pixels: kilobytes that decode to ``3 * width * height`` bytes."""
-    import struct
-    import zlib
-
-    compressor = zlib.compressobj(9)
-    row = bytes(1 + (width + 7) // 8)
-    body = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
 
 
 class ImageFeed:

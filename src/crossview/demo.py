@@ -234,8 +234,7 @@ def demo_site_file(
             "transitions": {
                 f"{a}->{b}": list(window) for (a, b), window in sorted(topology.transitions.items())
             },
-            "overlap_range_m": OVERLAP_RANGE_M,
-            "min_overlap_m2": MIN_OVERLAP_M2,
+            "discover_overlaps": False,  # declared above, from the same geometry
         },
     }
     path = root / "site.yaml"

@@ -31,6 +31,7 @@ from crossview.io.image import (
     decode_image,
     probe_image,
 )
+from crossview.sim.bombs import png_bomb as black_png
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SOI = b"\xff\xd8"
@@ -94,16 +95,6 @@ def png_chunk(chunk_type: bytes, payload: bytes) -> bytes:
 
 def png_ihdr(width: int, height: int, bit_depth: int = 8, color_type: int = 2) -> bytes:
     return png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0))
-
-
-def black_png(width: int, height: int) -> bytes:
-    """A well-formed 1-bit grayscale all-black PNG, compressed row by row so no test holds the pixels."""
-    compressor = zlib.compressobj(9)
-    row = bytes(1 + (width + 7) // 8)  # filter type 0, then the packed bits
-    compressed = [compressor.compress(row) for _ in range(height)]
-    compressed.append(compressor.flush())
-    idat = png_chunk(b"IDAT", b"".join(compressed))
-    return PNG_SIGNATURE + png_ihdr(width, height, bit_depth=1, color_type=0) + idat + png_chunk(b"IEND", b"")
 
 
 def with_png_size(data: bytes, width: int, height: int, fix_checksum: bool = True) -> bytes:

@@ -6,12 +6,10 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import threading
 import time
-import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -152,24 +150,6 @@ def server(data_dir: Path) -> Iterator[ServerProcess]:
     yield process
     if process.process.poll() is None:
         process.terminate()
-
-
-def png_bomb(width: int, height: int) -> bytes:
-    """A real, well-formed PNG of ``width`` x ``height`` black pixels, a few kilobytes long.
-
-    1-bit greyscale rows of zeros compress about 1000:1, yet OpenCV decodes the image to
-    ``width * height * 3`` bytes of BGR: a decompression bomb. Streamed, so the test never holds
-    the raw pixels either.
-    """
-    compressor = zlib.compressobj(9)
-    row = bytes(1 + (width + 7) // 8)  # filter byte 0, then the packed bits
-    body = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
 
 
 def encoded(image: np.ndarray, extension: str = ".png") -> bytes:

@@ -17,8 +17,9 @@ from crossview.serve.errors import (
     UnknownCamera,
     UnsupportedMedia,
 )
+from crossview.sim.bombs import png_bomb
 
-from .conftest import encoded, noise, png_bomb
+from .conftest import encoded, noise
 
 
 class Clock:

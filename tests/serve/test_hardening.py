@@ -35,6 +35,7 @@ from crossview.serve.keys import JwtVerifier
 from crossview.serve.limits import RateLimit
 from crossview.serve.service import ServiceConfig
 from crossview.serve.store import ServiceStore
+from crossview.sim.bombs import png_bomb
 
 from .conftest import (
     ServerProcess,
@@ -45,7 +46,6 @@ from .conftest import (
     make_key,
     noise,
     object_frames,
-    png_bomb,
     raw_request,
     rss_mib,
     wait_until,

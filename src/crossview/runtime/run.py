@@ -19,15 +19,13 @@ import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import cv2
-import numpy as np
-
 from crossview.detect.base import Detector
 from crossview.detect.factory import make_detector, parse_spec
 from crossview.detect.motion import MotionConfig, MotionDetector
 from crossview.embed.base import Embedder
 from crossview.embed.factory import make_embedder
 from crossview.io.buffer import BufferedSource
+from crossview.io.image import ImageError, ImageLimits, decode_image
 from crossview.io.sources import (
     FrameSource,
     ImageFolderSource,
@@ -54,10 +52,11 @@ def camera_detector(site: SiteFile, spec: CameraSpec, detector: str) -> Detector
     if name != "motion" or spec.background is None:
         return make_detector(detector, **options)
     path = site.resolve(spec.background)
-    plate = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if plate is None:
-        raise ValueError(f"camera {spec.id!r}: background: {str(path)!r} is not a readable image")
-    return MotionDetector(MotionConfig(**options), plates={spec.id: np.asarray(plate, np.uint8)})
+    try:
+        plate = decode_image(path.read_bytes(), ImageLimits())  # its size checked before decoding
+    except (OSError, ImageError) as error:
+        raise ValueError(f"camera {spec.id!r}: background: {str(path)!r}: {error}") from None
+    return MotionDetector(MotionConfig(**options), plates={spec.id: plate})
 
 
 def open_camera_source(site: SiteFile, spec: CameraSpec) -> FrameSource | None:

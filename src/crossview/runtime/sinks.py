@@ -3,7 +3,6 @@ best-view thumbnail per global identity. Each is a ``Sink`` of the runtime (``en
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, TextIO
@@ -177,11 +176,6 @@ class ThumbnailSink(Sink):
             self._identities[track.global_id] = view.score
             self.folder.mkdir(parents=True, exist_ok=True)
             cv2.imwrite(str(self.folder / f"{track.global_id + 1}.jpg"), view.crop)
-
-    @property
-    def identities(self) -> Mapping[int, float]:
-        """The score of each identity's view written so far."""
-        return dict(self._identities)
 
 
 def _shrunk(crop: NDArray[np.uint8]) -> NDArray[np.uint8]:

@@ -585,6 +585,8 @@ def read_point_pairs(path: Path) -> tuple[NDArray[np.float64], NDArray[np.float6
     """Image and ground points from a CSV of ``u,v,x,y`` rows (a header row is skipped); errors name
     the file and line."""
     rows: list[list[float]] = []
+    if path.stat().st_size > MAX_SITE_BYTES:
+        raise ValueError(f"{path}: {path.stat().st_size} bytes; a point file may be at most {MAX_SITE_BYTES}")
     with path.open(newline="", encoding="utf-8") as handle:
         for number, row in enumerate(csv.reader(handle), start=1):
             cells = [cell.strip() for cell in row]
@@ -610,6 +612,10 @@ def read_opencv_calibration(path: Path) -> PinholeCalibration:
     ``distortion_coefficients``, ``rvec``, ``tvec``)."""
     if not path.is_file():
         raise ValueError(f"{path}: no such file")
+    if path.stat().st_size > MAX_SITE_BYTES:
+        raise ValueError(
+            f"{path}: {path.stat().st_size} bytes; a calibration file may be at most {MAX_SITE_BYTES}"
+        )
     storage = cv2.FileStorage(str(path), cv2.FILE_STORAGE_READ)
     try:
         if not storage.isOpened():

@@ -41,11 +41,10 @@ from crossview.serve.errors import (
     RateLimited,
     ServiceError,
     Unauthenticated,
-    retry_after_header,
 )
 from crossview.serve.gate import Gate, GateConfig
 from crossview.serve.grpc_server import start_grpc_server
-from crossview.serve.http import Guard, RequestContext, access
+from crossview.serve.http import Guard, RequestContext, access, error_body, refusal_headers
 from crossview.serve.keys import JwtVerifier, KeyStore, Principal
 from crossview.serve.keys import Scope as KeyScope
 from crossview.serve.metrics import ServiceMetrics
@@ -395,10 +394,7 @@ def create_app(config: ServeConfig, embedder: Embedder | None = None) -> FastAPI
     # --------------------------------------------------------------------------- error handlers
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, error: ServiceError) -> JSONResponse:
-        headers = (
-            None if error.retry_after_s is None else {"Retry-After": retry_after_header(error.retry_after_s)}
-        )
-        return _json_error(request, error.http_status, error.code, error.message, headers)
+        return _json_error(request, error.http_status, error.code, error.message, refusal_headers(error))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
@@ -696,10 +692,7 @@ def _json_error(
     request: Request, status: int, code: str, message: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
     request.state.error = code
-    body = {
-        "error": {"code": code, "message": message},
-        "request_id": getattr(request.state, "request_id", None),
-    }
+    body = error_body(code, message, getattr(request.state, "request_id", None))
     return JSONResponse(body, status_code=status, headers=headers)
 
 

@@ -77,6 +77,16 @@ def access(scope: KeyScope | None) -> dict[str, Any]:
     return {SCOPE_KEY: PUBLIC if scope is None else scope.value}
 
 
+def error_body(code: str, message: str, request_id: str | None) -> dict[str, Any]:
+    """The JSON of every error answer: ``{"error": {"code", "message"}, "request_id"}``."""
+    return {"error": {"code": code, "message": message}, "request_id": request_id}
+
+
+def refusal_headers(error: ServiceError) -> dict[str, str] | None:
+    """``Retry-After`` for a refusal that says when to come back."""
+    return None if error.retry_after_s is None else {"Retry-After": retry_after_header(error.retry_after_s)}
+
+
 async def send_error(
     scope: Scope,
     send: Send,
@@ -89,9 +99,7 @@ async def send_error(
     for the request log)."""
     state = scope.setdefault("state", {})
     state["error"] = code
-    body = json.dumps(
-        {"error": {"code": code, "message": message}, "request_id": state.get("request_id")}
-    ).encode()
+    body = json.dumps(error_body(code, message, state.get("request_id"))).encode()
     extra = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
     await send(
         {
@@ -109,10 +117,7 @@ async def send_error(
 
 async def refuse(scope: Scope, send: Send, error: ServiceError) -> None:
     """Answer a ``ServiceError`` with its status, code, message and ``Retry-After``."""
-    headers = (
-        None if error.retry_after_s is None else {"Retry-After": retry_after_header(error.retry_after_s)}
-    )
-    await send_error(scope, send, error.http_status, error.code, error.message, headers)
+    await send_error(scope, send, error.http_status, error.code, error.message, refusal_headers(error))
 
 
 class RequestContext:
