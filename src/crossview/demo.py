@@ -243,13 +243,17 @@ def demo_site_file(
 
 
 class _ParkingSink(Sink):
-    """Feeds each newly associated tracklet to the parking flow."""
+    """Feeds each newly associated tracklet to the parking flow, once: the flow decides at first
+    sight, as a gate would (later corrections of its identity are not replayed)."""
 
     def __init__(self, flow: ParkingFlow) -> None:
         self.flow = flow
+        self._seen: set[tuple[str, int]] = set()
 
     def assigned(self, tracklet: Tracklet, global_id: int) -> None:
-        self.flow.observe(tracklet, global_id)
+        if tracklet.key not in self._seen:
+            self._seen.add(tracklet.key)
+            self.flow.observe(tracklet, global_id)
 
 
 class _SnapshotSink(Sink):
@@ -260,8 +264,8 @@ class _SnapshotSink(Sink):
         self.snapshots: dict[str, tuple[NDArray[np.uint8], Detections]] = {}
 
     def frame(self, tracked: TrackedFrame) -> None:
-        if tracked.frame.index == self.index:
-            self.snapshots[tracked.camera_id] = (tracked.frame.image, tracked.detections)
+        if tracked.index == self.index and tracked.image is not None:
+            self.snapshots[tracked.camera_id] = (tracked.image, tracked.detections)
 
 
 def _run_cameras(

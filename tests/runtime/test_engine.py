@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import cv2
+import httpx
 import numpy as np
 import pytest
 import yaml
@@ -18,11 +19,13 @@ from crossview.core.frame import Frame
 from crossview.demo import DemoConfig, run_demo
 from crossview.io.formats.mot import read_mot
 from crossview.io.formats.mtmc import read_mtmc
-from crossview.runtime.engine import FinishedTrack, Sink, SiteStage, TrackedFrame
-from crossview.runtime.run import run_site
-from crossview.runtime.site import load_site, parse_site
+from crossview.runtime.engine import GROUND_XY, FinishedTrack, Sink, SiteStage, TrackedFrame
+from crossview.runtime.run import open_camera_source, run_site
+from crossview.runtime.site import SiteFile, load_site, parse_site
 from crossview.search.faiss_index import FaissIndex
+from crossview.serve.store import ServiceStore
 from crossview.sim.site import SiteSpec, generate_site, render_site
+from tests.serve.conftest import ServerProcess, auth, encoded, make_key, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -43,15 +46,44 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+class Located(Sink):
+    """The frames the sinks see: per row, the global id and ground position the site stage wrote."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, int, tuple[float, ...]], tuple[int, float, float]] = {}
+
+    def frame(self, tracked: TrackedFrame) -> None:
+        detections = tracked.detections
+        ground = detections.data[GROUND_XY]
+        for row in np.flatnonzero(detections.tracker_id >= 0).tolist():
+            box = tuple(round(float(v), 1) for v in detections.xywh[row])
+            key = (tracked.camera_id, tracked.index + 1, box)
+            assert key not in self.rows
+            self.rows[key] = (int(detections.global_id[row]), *map(float, ground[row]))
+
+
 def test_run_writes_every_output_and_is_deterministic(rendered: Path, tmp_path: Path) -> None:
     site = load_site(rendered / "site.yaml")
-    first = run_site(site, tmp_path / "a")
+    located = Located()
+    first = run_site(site, tmp_path / "a", sinks=[located])
     second = run_site(site, tmp_path / "b")
     assert (tmp_path / "a" / "mtmc.txt").read_text() == (tmp_path / "b" / "mtmc.txt").read_text()
     mtmc = read_mtmc(tmp_path / "a" / "mtmc.txt")
     assert len(mtmc.frame) > 50 and set(mtmc.camera_names) <= {"c1", "c2"}
-    located = np.all(np.isfinite(mtmc.world_xy), axis=1)
-    assert located.mean() > 0.9  # boxes placed on the ground, in site metres
+    placed = np.all(np.isfinite(mtmc.world_xy), axis=1)
+    assert placed.mean() > 0.9  # boxes placed on the ground, in site metres
+    # the frames every sink sees carry the same ground positions, and the global id as soon as
+    # their track has one (rows before its 5th and before the next association pass have -1)
+    labelled = agreed = 0
+    for camera, obj, frame, box, world in zip(
+        mtmc.camera.tolist(), mtmc.obj_id, mtmc.frame, mtmc.xywh, mtmc.world_xy, strict=True
+    ):
+        key = (mtmc.camera_names[camera], int(frame), tuple(round(float(v), 1) for v in box))
+        global_id, x, y = located.rows[key]
+        labelled += global_id >= 0
+        agreed += global_id == obj - 1  # a later correction may have moved the track since
+        assert np.allclose([x, y], np.where(world == -1, np.nan, world), atol=0.01, equal_nan=True)
+    assert labelled > 0.6 * len(mtmc.frame) and agreed > 0.9 * labelled
     assert first.site.associator.identities == second.site.associator.identities > 0
     tracks = {camera: read_mot(tmp_path / "a" / "tracks" / f"{camera}.txt") for camera in ("c1", "c2")}
     rows = sum(len(table.frame) for table in tracks.values())
@@ -75,8 +107,65 @@ def test_run_writes_every_output_and_is_deterministic(rendered: Path, tmp_path: 
         index.close()
 
 
-def test_the_demo_runs_the_site_file_that_crossview_run_runs(tmp_path: Path) -> None:
-    result = run_demo(tmp_path / "demo", DemoConfig(cameras=2, seconds=10.0, seed=2))
+def identities_of_rows(path: Path) -> set[frozenset[tuple[str, int, float, float]]]:
+    """The global tracks of an MTMC file: for each global id, the set of its boxes (camera, frame,
+    x, y), so that two runs compare whatever numbers their ids got."""
+    table = read_mtmc(path)
+    grouped: dict[int, set[tuple[str, int, float, float]]] = {}
+    for camera, obj, frame, (x, y, _, _) in zip(
+        table.camera.tolist(), table.obj_id.tolist(), table.frame.tolist(), table.xywh.tolist(), strict=True
+    ):
+        grouped.setdefault(obj, set()).add((table.camera_names[camera], frame, round(x, 1), round(y, 1)))
+    return {frozenset(boxes) for boxes in grouped.values()}
+
+
+def identities_of_service(data_dir: Path) -> set[frozenset[tuple[str, int, float, float]]]:
+    """The same, from a service's store: each global id's tracks and their stored boxes."""
+    store = ServiceStore(data_dir / "service.sqlite")
+    try:
+        found = set()
+        for _, members in store.global_tracks(limit=10_000):
+            boxes = {
+                (row.camera_id, row.frame_index + 1, round(row.xyxy[0], 1), round(row.xyxy[1], 1))
+                for track in members
+                for row in store.detections_of(track.camera_id, track.track_id)
+            }
+            found.add(frozenset(boxes))
+        return found
+    finally:
+        store.close()
+
+
+def push_videos(url: str, token: str, site: SiteFile, chunk: int = 10) -> int:
+    """Every camera's video pushed to the service as PNG frames over HTTP, ``chunk`` frames per
+    request, the cameras interleaved in time as live cameras send; the frames pushed."""
+    sources = {spec.id: open_camera_source(site, spec) for spec in site.cameras}
+    frames = {camera: list(source) for camera, source in sources.items() if source is not None}
+    pushed = 0
+    for start in range(0, max(len(f) for f in frames.values()), chunk):
+        for camera, sequence in frames.items():
+            batch = sequence[start : start + chunk]
+            if not batch:
+                continue
+            files = [("images", (f"{f.index}.png", encoded(f.image), "image/png")) for f in batch]
+            form = {
+                "camera_id": camera,
+                "timestamps": ",".join(repr(f.timestamp) for f in batch),  # the video's clock, exactly
+                "frame_indices": ",".join(str(f.index) for f in batch),
+            }
+            answer = httpx.post(
+                f"{url}/v1/ingest/frames", data=form, files=files, headers=auth(token), timeout=60
+            )
+            assert answer.status_code == 202, answer.text
+            pushed += len(batch)
+    return pushed
+
+
+def test_run_demo_and_service_give_the_same_global_tracks(tmp_path: Path) -> None:
+    """One input, three ways in: ``crossview demo``, ``crossview run`` on the demo's site file, and
+    ``crossview serve --site`` with the same cameras declared ``push`` and their frames pushed over
+    HTTP. All three run the one runtime, so they find the same global tracks."""
+    result = run_demo(tmp_path / "demo", DemoConfig(cameras=3, seconds=15.0, seed=2))
     site_file = tmp_path / "demo" / "site" / "site.yaml"
     assert site_file.is_file() and load_site(site_file).cameras[0].background is not None
     again = subprocess.run(
@@ -92,6 +181,30 @@ def test_the_demo_runs_the_site_file_that_crossview_run_runs(tmp_path: Path) -> 
     assert (
         result.figures["global_ids"] == json.loads((tmp_path / "run" / "run.json").read_text())["global_ids"]
     )
+    expected = identities_of_rows(tmp_path / "run" / "mtmc.txt")
+    assert any(len({camera for camera, *_ in boxes}) > 1 for boxes in expected)  # some span cameras
+
+    pushed = yaml.safe_load(site_file.read_text())
+    pulled = load_site(site_file)
+    for camera, spec in zip(pushed["cameras"], pulled.cameras, strict=True):
+        camera["source"], camera["fps"] = "push", 10.0
+        camera["resolution"] = list(pulled.resolution(spec))  # a push camera states its frame size
+    push_file = site_file.with_name("push.yaml")
+    push_file.write_text(yaml.safe_dump(pushed, sort_keys=False))
+    data_dir = tmp_path / "service"
+    server = ServerProcess(data_dir, "--site", str(push_file))
+    try:
+        token, _ = make_key(data_dir, "cameras", "ingest,read")
+        frames = push_videos(server.url, token, load_site(site_file))
+        assert frames == 3 * 150
+        wait_until(
+            lambda: httpx.get(f"{server.url}/v1/stats", headers=auth(token)).json()["batches_queued"] == 0,
+            timeout=120,
+            what="every pushed frame to be processed",
+        )
+    finally:
+        assert server.terminate()  # the trackers end with the process: every track finished
+    assert identities_of_service(data_dir) == expected
 
 
 def test_a_camera_that_fails_is_reported_and_the_others_go_on(rendered: Path, tmp_path: Path) -> None:
@@ -163,7 +276,7 @@ def test_the_site_stage_forgets_ended_tracks_so_memory_stays_flat() -> None:
             frame_index=index,
             timestamp=t,
         )
-        stage.apply(TrackedFrame(Frame(image, "a", index, t), detections))
+        stage.apply(TrackedFrame.of(Frame(image, "a", index, t), detections))
         held.append(len(stage.builders["a"]._tracks))
         remembered.append(stage.associator.live_identities)
     stage.close()

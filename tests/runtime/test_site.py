@@ -4,6 +4,7 @@ field, and ``crossview site validate`` / ``crossview calibrate`` on real files."
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -341,3 +342,43 @@ def test_the_documented_example_is_a_valid_site() -> None:
     assert [camera.id for camera in site.cameras] == ["gate", "yard", "exit", "kiosk"]
     kinds = [type(camera.calibration).__name__ for camera in site.cameras]
     assert kinds == ["PointsCalibration", "PinholeCalibration", "OpenCvCalibration", "HomographyCalibration"]
+
+
+def test_probe_contacts_every_stream(tmp_path: Path) -> None:
+    """``site validate --probe`` reaches a real HTTP stream on 127.0.0.1: its frame size checks the
+    declared resolution; a camera nobody answers for is a warning (a run would go on without it)."""
+    from tests.io.test_sources import HEIGHT, WIDTH, LocalStreamServer, write_transport_stream
+
+    local = LocalStreamServer(write_transport_stream(tmp_path / "live.ts", frames=100), seconds=10.0)
+    local.start()
+    try:
+        with socket.socket() as closed:  # a port that was free a moment ago: nothing listens
+            closed.bind(("127.0.0.1", 0))
+            dead_url = f"http://127.0.0.1:{closed.getsockname()[1]}/live.ts"
+        site = parse_site(
+            {
+                "cameras": [
+                    {"id": "door", "source": local.url, "resolution": [WIDTH, HEIGHT]},
+                    {"id": "hall", "source": local.url, "resolution": [2 * WIDTH, HEIGHT]},
+                    {"id": "yard", "source": dead_url},
+                ]
+            }
+        )
+        unprobed = check_site(site)
+        assert unprobed.ok  # streams are not contacted
+        before = {camera.id: camera.warnings for camera in unprobed.cameras}  # uncalibrated: said
+        report = {camera.id: camera for camera in check_site(site, probe_s=3.0).cameras}
+    finally:
+        local.stop()
+    assert f"probe: first frame {WIDTH}x{HEIGHT}" in " ".join(report["door"].lines)
+    assert not report["door"].problems and report["door"].warnings == before["door"]
+    assert report["hall"].problems == [
+        f"resolution: declared {2 * WIDTH}x{HEIGHT} but the stream sends {WIDTH}x{HEIGHT}; "
+        "the calibration is for the declared size"
+    ]
+    *same, warning = report["yard"].warnings
+    assert same == before["yard"]
+    assert (
+        warning.startswith(f"source.url: {dead_url} gave no frame within 3 s (")
+        and not report["yard"].problems
+    )

@@ -166,7 +166,9 @@ class TrackletBuilder:
         self._tracks: dict[int, _Track] = {}
         self._last_time = -np.inf
 
-    def update(self, detections: Detections) -> None:
+    def update(self, detections: Detections) -> FloatArray:
+        """Add one frame's tracked rows; the ground position (metres) of every row, NaN where it is
+        not tracked or cannot be located."""
         if detections.camera_id not in (None, self.camera.id):
             raise ValueError(
                 f"detections of camera {detections.camera_id!r} given to {self.camera.id!r}'s builder"
@@ -180,8 +182,9 @@ class TrackletBuilder:
             )
         self._last_time = timestamp
         tracked = detections.tracker_id >= 0
+        located = np.full((len(detections), 2), np.nan)
         if not np.any(tracked):
-            return
+            return located
         clear = whole_boxes(detections.xyxy, self.camera.width, self.camera.height)[tracked]
         rows = detections[tracked]
         if rows.embedding is None:
@@ -194,6 +197,7 @@ class TrackletBuilder:
                 self.locator.classify(rows.xyxy) if self.classify_by_size else rows.class_id.astype(np.int64)
             )
             ground = self.locator.locate(rows.xyxy, classes)
+        located[tracked] = ground
         for row in range(len(rows)):
             track = self._tracks.setdefault(int(rows.tracker_id[row]), _Track())
             track.times.append(float(timestamp))
@@ -204,6 +208,7 @@ class TrackletBuilder:
             track.boxes.append(rows.xyxy[row])
             track.frames.append(int(detections.frame_index if detections.frame_index is not None else -1))
             track.clear.append(bool(clear[row]))
+        return located
 
     def class_of(self, track_id: int, min_whole: int = 3) -> int:
         """The majority class of a track's whole boxes (of all its boxes if fewer than ``min_whole``).

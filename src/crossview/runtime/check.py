@@ -17,6 +17,8 @@ wrong the calibration is at a point it did not see.
 from __future__ import annotations
 
 import math
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from crossview.core.camera import Camera
+from crossview.io.sources import ReconnectPolicy, SourceError, StreamSource
 from crossview.multicam.geometry import (
     GroundProjector,
     HomographyFit,
@@ -129,15 +132,23 @@ def leave_one_out(
     return errors
 
 
-def check_site(site: SiteFile, *, max_range_m: float | None = None) -> SiteReport:
+def check_site(
+    site: SiteFile, *, max_range_m: float | None = None, probe_s: float | None = None
+) -> SiteReport:
     """Check every camera of ``site`` and the overlaps of their views (see the module docstring).
 
-    Sources are looked at (files and folders exist, a video's size and length) but streams are
-    not contacted. Views are taken to ``max_range_m`` (default: the site's ``overlap_range_m``) and
-    overlap when they share the site's ``min_overlap_m2``.
+    Sources are looked at (files and folders exist, a video's size and length). Streams are
+    contacted only with ``probe_s``: each is opened and must give a frame within that many
+    seconds (all at once, in threads); one that does not is a warning (a run reconnects and the
+    other cameras go on), one whose frame size differs from the declared resolution a problem
+    (its calibration would be applied to the wrong pixels). Views are taken to ``max_range_m``
+    (default: the site's ``overlap_range_m``) and overlap when they share the site's
+    ``min_overlap_m2``.
     """
     max_range_m = site.topology.overlap_range_m if max_range_m is None else max_range_m
     reports = [_check_camera(site, spec, max_range_m) for spec in site.cameras]
+    if probe_s is not None:
+        _probe_streams(site, {report.id: report for report in reports}, probe_s)
     polygons: dict[str, NDArray[np.float64]] = {}
     for camera_report in reports:
         if camera_report.camera is not None and not camera_report.problems:
@@ -301,9 +312,53 @@ def _describe_source(site: SiteFile, spec: CameraSpec, report: CameraReport) -> 
             report.problems.append(f"source: the image folder {str(folder)!r} is empty")
         return f"source: images {source.images} ({count} files at {source.fps:g} fps)"
     if isinstance(source, StreamInput):
-        return f"source: stream {_redacted(source.url)} (not contacted)"
+        return f"source: stream {_redacted(source.url)}"
     assert isinstance(source, PushInput)
     return "source: push (frames sent to the service)"
+
+
+def _probe_streams(site: SiteFile, reports: dict[str, CameraReport], timeout_s: float) -> None:
+    """Contact every stream camera at once; what each gave (or why not) goes into its report."""
+    streams = [spec for spec in site.cameras if isinstance(spec.source, StreamInput)]
+    if not streams:
+        return
+    with ThreadPoolExecutor(max_workers=min(16, len(streams))) as pool:
+        found = dict(zip(streams, pool.map(lambda spec: _first_frame(spec, timeout_s), streams), strict=True))
+    for spec, (size, waited, error) in found.items():
+        report = reports[spec.id]
+        assert isinstance(spec.source, StreamInput)
+        if size is None:
+            report.warnings.append(
+                f"source.url: {_redacted(spec.source.url)} gave no frame within {timeout_s:g} s ({error}); "
+                "a run keeps reconnecting to it and the other cameras go on"
+            )
+            continue
+        report.lines.append(f"probe: first frame {size[0]}x{size[1]} after {waited:.1f} s")
+        if spec.resolution is not None and tuple(spec.resolution) != size:
+            report.problems.append(
+                f"resolution: declared {spec.resolution[0]}x{spec.resolution[1]} but the stream sends "
+                f"{size[0]}x{size[1]}; the calibration is for the declared size"
+            )
+
+
+def _first_frame(spec: CameraSpec, timeout_s: float) -> tuple[tuple[int, int] | None, float, str | None]:
+    """A stream's first frame size and how long it took, or the reason there was none."""
+    assert isinstance(spec.source, StreamInput)
+    started = time.monotonic()
+    source = StreamSource(
+        spec.source.url,
+        spec.id,
+        reconnect=ReconnectPolicy(max_attempts=1),
+        timeout=timeout_s,
+        reconnect_on_end=False,
+    )
+    try:
+        with source:
+            for frame in source:
+                return frame.size, time.monotonic() - started, None
+        return None, time.monotonic() - started, "the stream ended before its first frame"
+    except (SourceError, OSError, ValueError) as error:
+        return None, time.monotonic() - started, str(error)
 
 
 def _redacted(url: str) -> str:

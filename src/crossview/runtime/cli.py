@@ -25,9 +25,14 @@ def validate(
         typer.Option(min=1.0, help="Metres of ground each camera sees (default: the site's, 40)"),
     ] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON")] = None,
+    probe: Annotated[
+        bool, typer.Option(help="Contact every stream camera: it must send a frame (of its declared size)")
+    ] = False,
+    probe_timeout: Annotated[float, typer.Option(min=0.1, help="Seconds a probed stream has")] = 5.0,
 ) -> None:
     """Check a site file: every camera's source, frame size, calibration (fit and leave-one-out
-    error), the ground it sees, and which views overlap. Exit status 2 when it cannot be run."""
+    error), the ground it sees, and which views overlap. Streams are contacted with --probe.
+    Exit status 2 when it cannot be run."""
     from crossview.runtime.check import check_site
     from crossview.runtime.site import SiteError, load_site
 
@@ -36,7 +41,7 @@ def validate(
     except SiteError as error:
         errors.print(f"[bold red]error:[/] {error}")
         raise typer.Exit(code=2) from None
-    report = check_site(site, max_range_m=max_range)
+    report = check_site(site, max_range_m=max_range, probe_s=probe_timeout if probe else None)
     console.print(report.text())
     if json_path is not None:
         json_path.write_text(json.dumps(report.to_dict(), indent=2) + "\n")

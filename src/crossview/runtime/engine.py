@@ -40,8 +40,8 @@ import heapq
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 import numpy as np
@@ -60,34 +60,47 @@ from crossview.multicam.tracklets import TrackletBuilder
 from crossview.track.base import Tracker
 
 __all__ = [
+    "GROUND_XY",
     "CameraStage",
     "CameraStats",
+    "CameraThread",
+    "Ended",
     "FinishedTrack",
     "RunResult",
     "Sink",
     "SiteStage",
+    "TimeOrder",
     "TrackedFrame",
     "run_cameras",
 ]
 
 CAMERA_STAGES: Final = ("detect", "embed", "track", "total")
 BLANK_LEVEL: Final = 2.0
+GROUND_XY: Final = "ground_xy"  # Detections.data column: (N, 2) site metres, written by the site stage
+UNKNOWN_SIDE: Final = 65_535  # pixels: the image size of pushed detections whose camera is not declared
 
 
 @dataclass(frozen=True, slots=True)
 class TrackedFrame:
-    """A camera stage's message: one frame and its tracked, embedded detections."""
+    """A camera stage's message: one frame's tracked, embedded detections, with the frame's image
+    when there is one (pulled frames and pushed images; None for pushed detections)."""
 
-    frame: Frame
+    camera_id: str
+    index: int
+    timestamp: float
     detections: Detections
+    image: NDArray[np.uint8] | None = None
+
+    @classmethod
+    def of(cls, frame: Frame, detections: Detections) -> TrackedFrame:
+        return cls(frame.camera_id, frame.index, frame.timestamp, detections, frame.image)
 
     @property
-    def camera_id(self) -> str:
-        return self.frame.camera_id
-
-    @property
-    def timestamp(self) -> float:
-        return self.frame.timestamp
+    def size(self) -> tuple[int, int] | None:
+        """``(width, height)`` of the image, when there is one."""
+        if self.image is None:
+            return None
+        return int(self.image.shape[1]), int(self.image.shape[0])
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,11 +116,18 @@ class FinishedTrack:
 
 
 @dataclass(frozen=True, slots=True)
-class _Ended:
-    """A camera stage's last message: how many frames it gave and why it stopped early, if it did."""
+class Ended:
+    """A camera stage's last message: its source ended, and why, if it failed."""
 
     camera_id: str
     error: str | None
+
+
+ModelCall = Callable[..., Any]
+
+
+def _direct(model: str, function: Callable[..., Any], *args: Any) -> Any:
+    return function(*args)
 
 
 class Sink:
@@ -117,7 +137,8 @@ class Sink:
         """A camera's tracked frame."""
 
     def assigned(self, tracklet: Tracklet, global_id: int) -> None:
-        """A confirmed tracklet got its global id (once per tracklet)."""
+        """A confirmed tracklet got its global id; again with another id if later evidence moved
+        it to another identity (a correction: what was said of it before was wrong)."""
 
     def finished(self, track: FinishedTrack) -> None:
         """A track ended (or the run did)."""
@@ -142,22 +163,30 @@ class CameraStats:
 class CameraStage:
     """``source -> detect -> embed -> track`` for one camera, frame by frame (see the module docstring).
 
-    ``skip_blank`` leaves out frames that are all black, and ``warn`` is told when a feed goes
-    blank and when it comes back. ``classes`` keeps only detections of those classes (the site's).
+    ``perceive`` (detect, keep the site's ``classes``, embed) and ``track`` are the two steps; a
+    caller that is handed frames (the service, for pushed images) calls them itself, and
+    ``frames`` runs them over the camera's own ``source``. ``skip_blank`` leaves out pulled frames
+    that are all black, and ``warn`` is told when a feed goes blank and when it comes back.
     """
 
     def __init__(
         self,
-        source: FrameSource,
+        source: FrameSource | None,
         detector: Detector,
         embedder: Embedder,
         tracker: Tracker,
         *,
+        camera_id: str | None = None,
         skip_blank: bool = True,
         classes: frozenset[int] | None = None,
         warn: Callable[[str], None] = lambda message: None,
         max_frames: int | None = None,
     ) -> None:
+        if camera_id is None:
+            if source is None:
+                raise ValueError("a camera stage without a source needs its camera_id")
+            camera_id = source.camera_id
+        self.camera_id = camera_id
         self.source = source
         self.classes = classes
         self.detector = detector
@@ -170,13 +199,42 @@ class CameraStage:
         self._blank_since: float | None = None
         self._last_time = -np.inf
 
-    @property
-    def camera_id(self) -> str:
-        return self.source.camera_id
+    def perceive(self, frames: Sequence[Frame], call: ModelCall = _direct) -> list[Detections]:
+        """Detect and embed frames (no tracking: a failure here leaves the camera's state as it
+        was). ``call(model, function, *args)`` runs each model call ("detector", "embedder"), for
+        a caller that guards them (circuit breakers)."""
+        if not frames:
+            return []
+        latency = self.stats.latency
+        started = time.perf_counter()
+        found: list[Detections] = call("detector", self.detector.detect, frames)
+        if self.classes is not None:
+            wanted = np.fromiter(self.classes, np.int64)
+            found = [d[np.isin(d.class_id, wanted)] for d in found]
+        detected = time.perf_counter()
+        embedded: list[Detections] = call("embedder", self.embedder.embed, frames, found)
+        done = time.perf_counter()
+        for _ in frames:  # per frame, as the stage's figures are
+            latency["detect"].record((detected - started) / len(frames))
+            latency["embed"].record((done - detected) / len(frames))
+        return embedded
+
+    def track(self, detections: Detections, image: NDArray[np.uint8] | None = None) -> TrackedFrame:
+        """Track one frame's detections (its ``frame_index`` and ``timestamp`` set), in time order."""
+        if detections.timestamp is None or detections.frame_index is None:
+            raise ValueError(f"camera {self.camera_id!r}: detections need a frame_index and timestamp")
+        started = time.perf_counter()
+        tracked = self.tracker.update(detections)
+        elapsed = time.perf_counter() - started
+        self.stats.latency["track"].record(elapsed)
+        self.stats.frames += 1
+        self._last_time = max(self._last_time, detections.timestamp)
+        return TrackedFrame(self.camera_id, detections.frame_index, detections.timestamp, tracked, image)
 
     def frames(self, stop: threading.Event | None = None) -> Iterator[TrackedFrame]:
         """The camera's tracked frames, in order, until its source ends (or ``stop`` is set)."""
-        latency = self.stats.latency
+        if self.source is None:
+            raise ValueError(f"camera {self.camera_id!r} has no source to pull (frames are pushed)")
         for frame in self.source:
             if (stop is not None and stop.is_set()) or (
                 self.max_frames is not None and self.stats.frames >= self.max_frames
@@ -195,20 +253,10 @@ class CameraStage:
                 self.stats.skipped_blank += 1
                 continue
             started = time.perf_counter()
-            found = self.detector.detect([frame])
-            if self.classes is not None:
-                found = [d[np.isin(d.class_id, list(self.classes))] for d in found]
-            detected = time.perf_counter()
-            (embedded,) = self.embedder.embed([frame], found)
-            done_embedding = time.perf_counter()
-            tracked = self.tracker.update(embedded)
-            finished = time.perf_counter()
-            latency["detect"].record(detected - started)
-            latency["embed"].record(done_embedding - detected)
-            latency["track"].record(finished - done_embedding)
-            latency["total"].record(finished - started)
-            self.stats.frames += 1
-            yield TrackedFrame(frame, tracked)
+            (found,) = self.perceive([frame])
+            tracked = self.track(found, frame.image)
+            self.stats.latency["total"].record(time.perf_counter() - started)
+            yield tracked
 
     def _alive(self, frame: Frame) -> bool:
         blank = float(frame.image[::8, ::8].mean()) < BLANK_LEVEL
@@ -263,27 +311,49 @@ class SiteStage:
         if self._next_tick is None:
             self._next_tick = tracked.timestamp + self.period_s
         while tracked.timestamp >= self._next_tick - 1e-9:
+            self.now = max(self.now, self._next_tick)  # every frame before the tick's time is in
             self.tick()
             self._next_tick += self.period_s
         self.now = max(self.now, tracked.timestamp)
-        self._builder(tracked.frame).update(tracked.detections)
+        detections = tracked.detections
+        if detections.embedding is not None or not np.any(detections.tracker_id >= 0):
+            ground = self._builder(tracked).update(detections)
+            tracked = replace(tracked, detections=self._located(tracked.camera_id, detections, ground))
+        # else: pushed detections without embeddings: stored and tracked, not associated
         for sink in self.sinks:
             sink.frame(tracked)
 
+    def _located(self, camera_id: str, detections: Detections, ground: NDArray[np.float64]) -> Detections:
+        """The detections with what the site knows of them: ``global_id`` where the row's track
+        has one by now (-1 before its tracklet is confirmed and associated) and ``data["ground_xy"]``,
+        its position in site metres (NaN where not located)."""
+        known = self.associator.global_id
+        ids = [-1 if t < 0 else known(camera_id, t) for t in detections.tracker_id.tolist()]
+        global_id = np.array([-1 if g is None else g for g in ids], np.int64)
+        return detections.replace(global_id=global_id, data={**detections.data, GROUND_XY: ground})
+
     def tick(self) -> None:
-        """Give the newly confirmed tracklets global ids, refresh the assigned ones, finish old tracks."""
+        """Give the newly confirmed tracklets global ids, refresh the assigned ones (telling the
+        sinks of any id a refresh corrected), finish old tracks."""
         started = time.perf_counter()
         fresh: list[Tracklet] = []
+        known: list[Tracklet] = []
         for builder in self.builders.values():
             for tracklet in builder.tracklets(min_samples=self.min_samples):
-                if self.associator.global_id(tracklet.camera_id, tracklet.track_id) is None:
-                    fresh.append(tracklet)
-                else:
-                    self.associator.update(tracklet)
+                is_new = self.associator.global_id(tracklet.camera_id, tracklet.track_id) is None
+                (fresh if is_new else known).append(tracklet)
+        before = [self.associator.global_id(t.camera_id, t.track_id) for t in known]
+        for tracklet in known:
+            self.associator.update(tracklet)
         fresh.sort(key=lambda t: t.t_start)
         for tracklet, global_id in zip(fresh, self.associator.assign(fresh), strict=True):
             for sink in self.sinks:
                 sink.assigned(tracklet, global_id)
+        for tracklet, was in zip(known, before, strict=True):
+            now = self.associator.global_id(tracklet.camera_id, tracklet.track_id)
+            if now is not None and now != was:  # later evidence moved it to another identity
+                for sink in self.sinks:
+                    sink.assigned(tracklet, now)
         self._finish(self.now - self.forget_after_s)
         self.associator.forget_before(self.now - self.memory_s)
         self.latency.record(time.perf_counter() - started)
@@ -295,8 +365,15 @@ class SiteStage:
         for sink in self.sinks:
             sink.close()
 
-    def _finish(self, before: float) -> None:
-        for builder in self.builders.values():
+    def finish_camera(self, camera_id: str) -> None:
+        """A camera went away (released, or its source ended for good): its tracks are finished and
+        its per-track state dropped; it starts afresh if it comes back."""
+        builder = self.builders.pop(camera_id, None)
+        if builder is not None:
+            self._finish(np.inf, {camera_id: builder})
+
+    def _finish(self, before: float, builders: Mapping[str, TrackletBuilder] | None = None) -> None:
+        for builder in (self.builders if builders is None else builders).values():
             for track_id in builder.ended(before):
                 tracklet = builder.tracklet(track_id)
                 finished = FinishedTrack(
@@ -309,17 +386,125 @@ class SiteStage:
                 if before < np.inf:
                     builder.forget(track_id)
 
-    def _builder(self, frame: Frame) -> TrackletBuilder:
-        builder = self.builders.get(frame.camera_id)
+    def _builder(self, tracked: TrackedFrame) -> TrackletBuilder:
+        builder = self.builders.get(tracked.camera_id)
         if builder is None:
-            camera = self.cameras.get(frame.camera_id)
-            if camera is None:  # uncalibrated: the frame gives the size
-                height, width = frame.image.shape[:2]
-                camera = Camera(id=frame.camera_id, width=width, height=height)
-            builder = self.builders[frame.camera_id] = TrackletBuilder(
+            camera = self.cameras.get(tracked.camera_id)
+            if camera is None:  # uncalibrated: the frame gives the size (unknown: no box is cut)
+                width, height = tracked.size or (UNKNOWN_SIDE, UNKNOWN_SIDE)
+                camera = Camera(id=tracked.camera_id, width=width, height=height)
+            builder = self.builders[tracked.camera_id] = TrackletBuilder(
                 camera, classify_by_size=self.classify_by_size
             )
         return builder
+
+
+class CameraThread:
+    """Runs one camera stage over its source in a thread; its tracked frames wait in a bounded
+    queue (a full queue holds the camera back: backpressure), then one ``Ended`` message. A
+    source that fails ends its camera with the error, for the caller to report."""
+
+    def __init__(self, stage: CameraStage, *, queue_size: int = 16) -> None:
+        if stage.source is None:
+            raise ValueError(f"camera {stage.camera_id!r} has no source to pull")
+        self.stage = stage
+        self._outbox: queue.Queue[TrackedFrame | Ended] = queue.Queue(maxsize=queue_size)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._work, name=f"camera-{stage.camera_id}", daemon=True)
+
+    @property
+    def camera_id(self) -> str:
+        return self.stage.camera_id
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout=timeout)
+
+    def get(self, timeout: float | None = None) -> TrackedFrame | Ended | None:
+        """The next message; None when there is none within ``timeout`` (0: do not wait)."""
+        try:
+            if timeout == 0:
+                return self._outbox.get_nowait()
+            return self._outbox.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def _work(self) -> None:
+        error = None
+        source = self.stage.source
+        assert source is not None
+        try:
+            with source:
+                for tracked in self.stage.frames(self._stop):
+                    self._send(tracked)
+        except (SourceError, OSError, ValueError, RuntimeError) as failure:
+            error = f"{type(failure).__name__}: {failure}"
+            self.stage.stats.error = error
+        self._send(Ended(self.stage.camera_id, error))
+
+    def _send(self, message: TrackedFrame | Ended) -> None:
+        """Wait for room in the queue, unless the thread is told to stop (then the reader is gone)."""
+        while not self._stop.is_set():
+            try:
+                self._outbox.put(message, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+
+class TimeOrder:
+    """Merges the cameras' tracked frames into site time order.
+
+    Each camera's frames come in its own time order; ``release(waiting)`` gives back, in
+    ``(timestamp, camera order)`` order, the held frames that no waited-for camera can still
+    precede: those no later than the latest frame pushed by every camera in ``waiting``. A camera
+    left out of ``waiting`` (ended, or a live feed that is late) holds nothing back. So one input
+    gives one order, however the cameras' work was scheduled.
+
+    >>> import numpy as np
+    >>> from crossview.core.detections import Detections
+    >>> def at(camera, t):
+    ...     return TrackedFrame(camera, int(t * 10), t, Detections.empty())
+    >>> order = TimeOrder(["a", "b"])
+    >>> order.push(at("a", 0.1)); order.push(at("a", 0.2)); order.push(at("b", 0.1))
+    >>> [(f.camera_id, f.timestamp) for f in order.release({"a", "b"})]
+    [('a', 0.1), ('b', 0.1)]
+    >>> [(f.camera_id, f.timestamp) for f in order.release({"a"})]
+    [('a', 0.2)]
+    """
+
+    def __init__(self, cameras: Sequence[str] = ()) -> None:
+        self._rank = {camera_id: number for number, camera_id in enumerate(cameras)}
+        self._heap: list[tuple[float, int, int, TrackedFrame]] = []
+        self._latest: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+        self._pushed = 0
+
+    def push(self, tracked: TrackedFrame) -> None:
+        camera_id = tracked.camera_id
+        rank = self._rank.setdefault(camera_id, len(self._rank))
+        self._latest[camera_id] = max(self._latest.get(camera_id, -np.inf), tracked.timestamp)
+        self._held[camera_id] = self._held.get(camera_id, 0) + 1
+        heapq.heappush(self._heap, (tracked.timestamp, rank, self._pushed, tracked))
+        self._pushed += 1
+
+    def pending(self, camera_id: str | None = None) -> int:
+        """Frames held (of one camera, or of all)."""
+        if camera_id is None:
+            return len(self._heap)
+        return self._held.get(camera_id, 0)
+
+    def release(self, waiting: Collection[str]) -> list[TrackedFrame]:
+        bound = min((self._latest.get(c, -np.inf) for c in waiting), default=np.inf)
+        released = []
+        while self._heap and self._heap[0][0] <= bound:
+            tracked = heapq.heappop(self._heap)[3]
+            self._held[tracked.camera_id] -= 1
+            released.append(tracked)
+        return released
 
 
 @dataclass(slots=True)
@@ -384,69 +569,35 @@ def run_cameras(
         if warn is not None:
             warn(message)
 
-    stop = threading.Event()
-    queues: dict[str, queue.Queue[TrackedFrame | _Ended]] = {
-        stage.camera_id: queue.Queue(maxsize=queue_size) for stage in stages
-    }
-
-    def work(stage: CameraStage) -> None:
-        outbox = queues[stage.camera_id]
-        error = None
-        try:
-            with stage.source:
-                for tracked in stage.frames(stop):
-                    while not stop.is_set():
-                        try:
-                            outbox.put(tracked, timeout=0.5)
-                            break
-                        except queue.Full:
-                            continue
-        except (SourceError, OSError, ValueError, RuntimeError) as failure:
-            error = f"{type(failure).__name__}: {failure}"
-            stage.stats.error = error
-        outbox.put(_Ended(stage.camera_id, error))
-
-    threads = [
-        threading.Thread(target=work, args=(stage,), name=f"camera-{stage.camera_id}", daemon=True)
-        for stage in stages
-    ]
+    threads = {stage.camera_id: CameraThread(stage, queue_size=queue_size) for stage in stages}
     started = time.perf_counter()
-    for thread in threads:
+    for thread in threads.values():
         thread.start()
-    order = {stage.camera_id: number for number, stage in enumerate(stages)}
-    heads: list[tuple[float, int, TrackedFrame]] = []  # (timestamp, camera order, message)
-    waiting = set(queues)  # running cameras with no message in ``heads``
-    running = set(queues)
-    applied = dict.fromkeys(queues, 0)
+    order = TimeOrder(list(threads))
+    running = set(threads)
+    applied = dict.fromkeys(threads, 0)
     try:
-        while running or heads:
-            for camera_id in sorted(waiting):
-                try:
-                    message = queues[camera_id].get(timeout=lateness_s if camera_id in live else None)
-                except queue.Empty:
-                    continue  # a silent stream: not waited for this time
-                waiting.discard(camera_id)
-                if isinstance(message, _Ended):
+        while running or order.pending():
+            late = set()
+            for camera_id in sorted(c for c in running if not order.pending(c)):
+                message = threads[camera_id].get(timeout=lateness_s if camera_id in live else None)
+                if message is None:
+                    late.add(camera_id)  # a silent stream: not waited for this time
+                elif isinstance(message, Ended):
                     running.discard(camera_id)
                     if message.error is not None:
                         note(f"camera {camera_id} stopped: {message.error}")
-                    continue
-                heapq.heappush(heads, (message.timestamp, order[camera_id], message))
-            if not heads:
-                continue
-            _, _, tracked = heapq.heappop(heads)
-            site.apply(tracked)
-            camera_id = tracked.camera_id
-            applied[camera_id] += 1
-            if progress is not None:
-                progress(camera_id, applied[camera_id])
-            if camera_id in running:
-                waiting.add(camera_id)
+                else:
+                    order.push(message)
+            for tracked in order.release(running - late):
+                site.apply(tracked)
+                applied[tracked.camera_id] += 1
+                if progress is not None:
+                    progress(tracked.camera_id, applied[tracked.camera_id])
         site.close()
     finally:
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=10)
+        for thread in threads.values():
+            thread.stop()
     return RunResult(
         {stage.camera_id: stage.stats for stage in stages}, site, time.perf_counter() - started, warnings
     )

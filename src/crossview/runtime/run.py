@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Final
 
 from crossview.detect.base import Detector
 from crossview.detect.factory import make_detector, parse_spec
@@ -39,24 +40,61 @@ from crossview.runtime.engine import CameraStage, CameraStats, RunResult, Sink, 
 from crossview.runtime.sinks import IndexSink, MotSink, MtmcSink, ThumbnailSink
 from crossview.runtime.site import CameraSpec, ImageFolderInput, SiteFile, StreamInput, VideoInput
 from crossview.runtime.views import SnapshotSink
+from crossview.track.base import Tracker
 from crossview.track.factory import make_tracker
 
-__all__ = ["camera_detector", "open_camera_source", "run_site"]
+__all__ = [
+    "DEFAULT_FPS",
+    "camera_detector",
+    "open_camera_source",
+    "run_site",
+    "site_classes",
+    "site_detector",
+    "site_tracker",
+]
+
+DEFAULT_FPS: Final = 25.0  # a source that states no frame rate
+
+
+def site_detector(site: SiteFile, detector: str, cameras: Sequence[CameraSpec]) -> Detector:
+    """The detector for ``cameras`` of the site: the site's spec and options, and for the motion
+    detector those cameras' background plates when the site file gives them. Detectors keep
+    their per-camera state by camera id, so one may serve several cameras."""
+    name, _ = parse_spec(detector)
+    options = site.models.detector_options
+    plated = [spec for spec in cameras if spec.background is not None]
+    if name != "motion" or not plated:
+        return make_detector(detector, **options)
+    plates = {}
+    for spec in plated:
+        assert spec.background is not None
+        path = site.resolve(spec.background)
+        try:
+            plates[spec.id] = decode_image(path.read_bytes(), ImageLimits())  # size checked before decoding
+        except (OSError, ImageError) as error:
+            raise ValueError(f"camera {spec.id!r}: background: {str(path)!r}: {error}") from None
+    return MotionDetector(MotionConfig(**options), plates=plates)
 
 
 def camera_detector(site: SiteFile, spec: CameraSpec, detector: str) -> Detector:
-    """A camera's own detector (detectors keep per-camera state): the site's spec and options, and
-    for the motion detector the camera's background plate when the site file gives one."""
-    name, _ = parse_spec(detector)
-    options = site.models.detector_options
-    if name != "motion" or spec.background is None:
-        return make_detector(detector, **options)
-    path = site.resolve(spec.background)
-    try:
-        plate = decode_image(path.read_bytes(), ImageLimits())  # its size checked before decoding
-    except (OSError, ImageError) as error:
-        raise ValueError(f"camera {spec.id!r}: background: {str(path)!r}: {error}") from None
-    return MotionDetector(MotionConfig(**options), plates={spec.id: plate})
+    """A camera's own detector (``site_detector`` for that camera alone)."""
+    return site_detector(site, detector, [spec])
+
+
+def site_tracker(site: SiteFile | None, fps: float, name: str | None = None) -> Tracker:
+    """A camera's tracker: ``name`` (default the site's) with the site's options, at ``fps``."""
+    options = {} if site is None else site.tracker.options
+    tracker = name or (site.tracker.name if site is not None else "sort")
+    return make_tracker(tracker, **{"frame_rate": float(fps), **options})
+
+
+def site_classes(site: SiteFile | None, detector: str) -> frozenset[int] | None:
+    """The classes a camera keeps of its detector's: the site's (None: all; the motion detector
+    names no classes, so it keeps all)."""
+    kind, _ = parse_spec(detector)
+    if site is None or kind == "motion" or not site.classes:
+        return None
+    return frozenset(site.classes)
 
 
 def open_camera_source(site: SiteFile, spec: CameraSpec) -> FrameSource | None:
@@ -117,15 +155,14 @@ def run_site(
             continue
         if isinstance(spec.source, StreamInput):
             live.add(spec.id)
-        fps = spec.fps or getattr(source, "fps", None) or 25.0
-        tracker_options = {"frame_rate": float(fps), **site.tracker.options}
+        fps = spec.fps or getattr(source, "fps", None) or DEFAULT_FPS
         stages.append(
             CameraStage(
                 source,
                 camera_detector(site, spec, detector_spec),
                 shared_embedder,
-                make_tracker(tracker_name, **tracker_options),
-                classes=None if kind == "motion" or not site.classes else frozenset(site.classes),
+                site_tracker(site, fps, tracker_name),
+                classes=site_classes(site, detector_spec),
                 warn=note,
                 max_frames=max_frames,
             )

@@ -18,7 +18,7 @@ from crossview.runtime.engine import FinishedTrack, Sink, TrackedFrame
 from crossview.search.faiss_index import FaissIndex
 from crossview.search.index import Entry
 
-__all__ = ["IndexSink", "MotSink", "MtmcSink", "ThumbnailSink"]
+__all__ = ["IndexSink", "MotSink", "MtmcSink", "ThumbnailSink", "track_entry"]
 
 THUMBNAIL_SIDE: Final = 256
 
@@ -37,7 +37,7 @@ class MotSink(Sink):
             self.folder.mkdir(parents=True, exist_ok=True)
             handle = self._files[tracked.camera_id] = (self.folder / f"{tracked.camera_id}.txt").open("w")
         detections = tracked.detections
-        frame = tracked.frame.index + 1
+        frame = tracked.index + 1
         for row in np.flatnonzero(detections.tracker_id >= 0).tolist():
             x, y, w, h = (format_number(float(v)) for v in detections.xywh[row])
             handle.write(
@@ -113,20 +113,8 @@ class IndexSink(Sink):
         self._next = self.index.count() + 1
 
     def finished(self, track: FinishedTrack) -> None:
-        tracklet = track.tracklet
-        located = track.ground[np.all(np.isfinite(track.ground), axis=1)]
-        x, y = (float(v) for v in np.median(located, axis=0)) if len(located) else (None, None)
-        entry = Entry(
-            camera_id=tracklet.camera_id,
-            track_id=tracklet.track_id,
-            global_id=-1 if track.global_id is None else track.global_id,
-            class_id=tracklet.class_id,
-            t_start=tracklet.t_start,
-            t_end=tracklet.t_end,
-            x=x,
-            y=y,
-        )
-        vector = np.asarray(tracklet.embedding, np.float32)[None, :]
+        entry = track_entry(track)
+        vector = np.asarray(track.tracklet.embedding, np.float32)[None, :]
         norm = float(np.linalg.norm(vector))
         if norm > 0:
             self.index.add([self._next], vector / norm, [entry])
@@ -134,6 +122,24 @@ class IndexSink(Sink):
 
     def close(self) -> None:
         self.index.close()
+
+
+def track_entry(track: FinishedTrack) -> Entry:
+    """A finished track's search entry: camera, track, global id (-1: none), majority class, time
+    span and median ground position (None where never located)."""
+    tracklet = track.tracklet
+    located = track.ground[np.all(np.isfinite(track.ground), axis=1)]
+    x, y = (float(v) for v in np.median(located, axis=0)) if len(located) else (None, None)
+    return Entry(
+        camera_id=tracklet.camera_id,
+        track_id=tracklet.track_id,
+        global_id=-1 if track.global_id is None else track.global_id,
+        class_id=tracklet.class_id,
+        t_start=tracklet.t_start,
+        t_end=tracklet.t_end,
+        x=x,
+        y=y,
+    )
 
 
 @dataclass(slots=True)
@@ -153,10 +159,10 @@ class ThumbnailSink(Sink):
         self._identities: dict[int, float] = {}  # global id -> score of the view written
 
     def frame(self, tracked: TrackedFrame) -> None:
-        detections = tracked.detections
-        if len(detections) == 0:
+        detections, image = tracked.detections, tracked.image
+        if len(detections) == 0 or image is None:
             return
-        height, width = tracked.frame.image.shape[:2]
+        height, width = image.shape[:2]
         whole = whole_boxes(detections.xyxy, width, height)
         for row in np.flatnonzero((detections.tracker_id >= 0) & whole).tolist():
             x1, y1, x2, y2 = (round(float(v)) for v in detections.xyxy[row])
@@ -165,7 +171,7 @@ class ThumbnailSink(Sink):
             best = self._tracks.get(key)
             if score <= 0 or (best is not None and best.score >= score):
                 continue
-            crop = tracked.frame.image[max(0, y1) : y2, max(0, x1) : x2]
+            crop = image[max(0, y1) : y2, max(0, x1) : x2]
             self._tracks[key] = _View(score, _shrunk(crop))
 
     def finished(self, track: FinishedTrack) -> None:

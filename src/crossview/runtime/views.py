@@ -189,8 +189,8 @@ class SnapshotSink(Sink):
         self._cameras_seen: dict[int, set[str]] = {}
 
     def frame(self, tracked: TrackedFrame) -> None:
-        if tracked.frame.index == self.index:
-            self.frames[tracked.camera_id] = (tracked.frame.image, tracked.detections)
+        if tracked.index == self.index and tracked.image is not None:
+            self.frames[tracked.camera_id] = (tracked.image, tracked.detections)
 
     def finished(self, track: FinishedTrack) -> None:
         tracklet = track.tracklet

@@ -277,6 +277,17 @@ class Admission:
                 camera.queued -= 1
             self._seconds_per_batch = 0.9 * self._seconds_per_batch + 0.1 * seconds
 
+    def recent(self, within_s: float) -> set[str]:
+        """Cameras with a batch waiting or on its way, or heard from within ``within_s``: those whose
+        frames the site stage waits for before going on in time."""
+        with self._lock:
+            now = self._clock()
+            return {
+                camera_id
+                for camera_id, camera in self._cameras.items()
+                if camera.busy or now - camera.last_seen < within_s
+            }
+
     def take_idle(self) -> list[str]:
         """Release every camera idle for ``idle_s`` with nothing waiting; their ids (free their state)."""
         with self._lock:

@@ -67,9 +67,21 @@ from crossview.io.files import private_directory
 from crossview.io.image import ImageLimits
 from crossview.models.identity import identity_of
 from crossview.multicam.association import AssociationConfig, OnlineAssociator, Tracklet
-from crossview.multicam.topology import CameraTopology, overlaps_from_geometry
+from crossview.multicam.topology import CameraTopology
 from crossview.multicam.tracklets import Locator
-from crossview.runtime.site import SiteFile
+from crossview.runtime.engine import (
+    CameraStage,
+    CameraThread,
+    Ended,
+    FinishedTrack,
+    Sink,
+    SiteStage,
+    TimeOrder,
+    TrackedFrame,
+)
+from crossview.runtime.run import open_camera_source, site_classes, site_detector, site_tracker
+from crossview.runtime.sinks import track_entry
+from crossview.runtime.site import SiteFile, StreamInput
 from crossview.search.engine import Hit, RerankMethod, SearchEngine
 from crossview.search.faiss_index import FaissIndex
 from crossview.search.index import Entry, Filter
@@ -85,14 +97,14 @@ from crossview.serve.errors import (
     Unavailable,
 )
 from crossview.serve.store import DetectionRow, DuplicateKey, ServiceStore, TrackRow
-from crossview.track.base import Tracker
-from crossview.track.factory import make_tracker
 
 # What a failing index raises (FAISS: RuntimeError; its SQLite and files: sqlite3.Error, OSError).
 # Bad queries (ValueError) and unknown ids (KeyError) are the caller's and do not open the breaker.
 BACKEND_ERRORS: tuple[type[BaseException], ...] = (RuntimeError, OSError, sqlite3.Error)
 UNKNOWN_MODEL: Final = "unknown"
 MAX_IDEMPOTENCY_KEY: Final = 128
+MAX_WAITING_SUMMARIES: Final = 10_000  # finished tracks' summaries kept while the index is down
+MODEL_STAGES: Final = {"detector": "detect", "embedder": "embed"}  # a model's latency stage
 
 
 class SiteConfig(BaseModel):
@@ -117,24 +129,32 @@ class SiteConfig(BaseModel):
         ge=0,
         description="on start, identities seen this long before the last stored track are restored",
     )
+    file: SiteFile | None = Field(
+        default=None,
+        description="the site file itself: its cameras' sources (pulled ones are run by the service), "
+        "frame rates, background plates, classes and tracker options",
+    )
 
     @classmethod
     def from_site_file(cls, site: SiteFile) -> SiteConfig:
         """The service's view of a site file: its calibrated cameras, its topology (the declared
-        overlaps and those the calibration implies), association settings and memory."""
+        overlaps and those the calibration implies, as ``crossview run`` takes them), association
+        settings and memory."""
         cameras = site.calibrated_cameras()
-        found = sorted(overlaps_from_geometry(cameras))
         return cls(
-            topology=site.camera_topology(found),
+            topology=site.topology_of(cameras),
             cameras=tuple(cameras),
             association=site.association,
             memory_s=site.memory_s,
+            file=site,
         )
 
     @property
     def camera_ids(self) -> frozenset[str]:
         """The cameras the site declares (none: any camera may send, up to the camera cap)."""
         named = {camera.id for camera in self.cameras}
+        if self.file is not None:
+            named.update(spec.id for spec in self.file.cameras)
         if self.topology is not None:
             named.update(self.topology.cameras)
         return frozenset(named)
@@ -165,6 +185,13 @@ class ServiceConfig(BaseModel):
     frames_per_chunk: int = Field(default=8, ge=1, description="image frames the worker decodes at a time")
     idempotency_ttl_s: float = Field(default=86400.0, gt=0, description="how long idempotency keys are kept")
     track_idle_s: float = Field(default=5.0, gt=0, description="a track idle this long has ended")
+    min_samples: int = Field(default=5, ge=1, description="rows a track needs before it gets a global id")
+    lateness_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="how long (wall clock) the site stage waits for a silent camera before going on "
+        "in time without it; its later frames are still tracked and associated, out of order",
+    )
     drain_timeout_s: float = Field(default=10.0, ge=0)
     index_factory: str = "HNSW32"
     site: SiteConfig = Field(default_factory=SiteConfig)
@@ -226,9 +253,24 @@ class Ack:
 
 @dataclass(slots=True)
 class _Camera:
-    tracker: Tracker
+    """A camera's stage (its tracker) and the offset that keeps its track ids unique in the store."""
+
+    stage: CameraStage
     offset: int
     last_time: float = -np.inf
+
+
+class _Recorder(Sink):
+    """The service's sink of the site stage: global ids into the store, finished tracks to index."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+
+    def assigned(self, tracklet: Tracklet, global_id: int) -> None:
+        self.service._assigned(tracklet, global_id)
+
+    def finished(self, track: FinishedTrack) -> None:
+        self.service._finished(track)
 
 
 class Service:
@@ -246,7 +288,12 @@ class Service:
     ) -> None:
         self.config = config
         self.embedder = embedder
-        self.detector = detector or make_detector(config.detector)
+        site_file = config.site.file
+        self.detector = detector or (
+            make_detector(config.detector)
+            if site_file is None
+            else site_detector(site_file, config.detector, site_file.cameras)
+        )
         self.detector_name = model_name(config.detector)
         self.models = frozenset({UNKNOWN_MODEL, *config.models})
         self.dim = embedder.dim
@@ -281,13 +328,34 @@ class Service:
         self._on_stage = on_stage
         self._attempts: dict[int, int] = {}
         site = config.site
-        self.associator = OnlineAssociator(site.topology, site.association)
+        # the runtime's site stage: the association `crossview run` and the demo run and score
+        self.site = SiteStage(
+            {camera.id: camera for camera in site.cameras},
+            site.topology,
+            site.association,
+            sinks=[_Recorder(self)],
+            min_samples=config.min_samples,
+            forget_after_s=config.track_idle_s,
+            memory_s=max(site.memory_s, config.track_idle_s),
+            classify_by_size=parse_spec(config.detector)[0] == "motion",
+        )
+        self._order = TimeOrder([spec.id for spec in site_file.cameras] if site_file is not None else [])
         self._locators = {c.id: Locator(c) for c in site.cameras if c.has_ground_calibration}
         self._global_ids: dict[int, int] = {}  # the associator's identity number -> stored global id
         self._next_global = self.store.max_global_id() + 1  # ids never reuse those of earlier runs
+        # tracks the site stage finished, to be indexed: row id -> (appearance, entry) from the
+        # runtime's track summary (None: read back from the store, for tracks of an earlier process)
+        self._ended: dict[int, tuple[NDArray[np.float32], Entry] | None] = {}
         self.engine = SearchEngine(self.index, embedder)
         self._cameras: dict[str, _Camera] = {}
-        self._unindexed_freed: set[str] = set()  # released cameras whose last tracks await the index
+        self._pulled = self._pulled_cameras()
+        self._streams = frozenset(
+            spec.id
+            for spec in (site_file.cameras if site_file else [])
+            if isinstance(spec.source, StreamInput)
+        )
+        self._heard: dict[str, float] = {}  # pulled stream -> when its last frame came (monotonic)
+        self._running = set(self._pulled)  # pulled cameras whose source has not ended
         self._wake = threading.Event()
         self._idle = threading.Event()
         self._stopping = threading.Event()
@@ -300,6 +368,7 @@ class Service:
         self.observers: list[Callable[[str, str, Detections], None]] = []
         # called by the worker with a camera's id once its state was freed (it went idle)
         self.camera_freed: list[Callable[[str], None]] = []
+        self.pulled_errors: dict[str, str] = {}  # pulled cameras that stopped, and why
 
     # ------------------------------------------------------------------------------- life cycle
     def start(self) -> None:
@@ -307,7 +376,12 @@ class Service:
         worker and admit batches."""
         self.store.prune_idempotency(time.time() - self.config.idempotency_ttl_s)
         self._restore_identities()
-        self._index_ended({c: np.inf for c in self.store.last_timestamps()})
+        # tracks a previous process left open ended with it
+        left = self.store.unindexed_ended({c: np.inf for c in self.store.last_timestamps()})
+        self._ended.update(dict.fromkeys(track.id for track in left))
+        self._index_ended()
+        for thread in self._pulled.values():
+            thread.start()
         self._worker = threading.Thread(target=self._run, name="crossview-ingest", daemon=True)
         self._worker.start()
         self._accepting = True
@@ -325,9 +399,16 @@ class Service:
         drained = self.wait_idle(self.config.drain_timeout_s)
         self._stopping.set()
         self._wake.set()
+        for thread in self._pulled.values():
+            thread.stop()
         if self._worker is not None:
             self._worker.join(timeout=max(self.config.drain_timeout_s, 1.0))
-        self._index_ended({c: np.inf for c in self.store.last_timestamps()})
+        # the trackers end with the process: the site stage takes every held frame and finishes
+        # every track, which is then indexed
+        for tracked in self._order.release(()):
+            self.site.apply(tracked)
+        self.site.close()
+        self._index_ended()
         # the index's own SQLite is its source of truth: a snapshot that fails now can wait
         with contextlib.suppress(Exception):
             self.index_breaker.call(self.index.flush)
@@ -426,6 +507,11 @@ class Service:
             raise Unavailable(
                 "the service is not accepting ingest (starting or shutting down)", retry_after_s=1.0
             )
+        if camera_id in self._pulled:
+            raise InvalidRequest(
+                f"camera {camera_id!r} is pulled by the service from its source in the site file; "
+                "it takes no pushed frames (declare it with 'source: push' to push)"
+            )
         return self.admission.reserve(camera_id, timestamps[0], timestamps[-1], pixels=pixels)
 
     def _replay(self, idempotency: Idempotency | None, fingerprint: str) -> Ack | None:
@@ -513,10 +599,12 @@ class Service:
         while not self._stopping.is_set():
             self._free_idle_cameras()
             batches = self.store.next_batches(16)
-            if not batches:
+            pulled = self._take_pulled()
+            if not batches and not pulled:
+                self._advance()
                 self._index_ended()
                 self._idle.set()
-                self._wake.wait(timeout=0.5)
+                self._wake.wait(timeout=0.5 if not self._pulled else 0.05)
                 self._wake.clear()
                 continue
             for batch in batches:
@@ -524,7 +612,28 @@ class Service:
                 if not self._attempt(batch.id, batch.camera_id, batch.payload):
                     break  # the models are failing: the batch stays queued, in order, for a later try
                 self.admission.done(batch.camera_id, time.perf_counter() - started)
+            self._record(None, pulled)
+            self._advance()
             self._index_ended()
+
+    def _advance(self) -> None:
+        """Hand the site stage every held frame that no camera it waits for can still precede (see
+        ``TimeOrder``): cameras with batches waiting or heard from within ``lateness_s``."""
+        lateness = self.config.lateness_s
+        waiting = self.admission.recent(lateness)
+        now = time.monotonic()
+        waiting.update(  # files are waited for while they play; live streams for ``lateness_s``
+            c for c in self._running if c not in self._streams or now - self._heard.get(c, now) < lateness
+        )
+        started = time.perf_counter()
+        released = self._order.release(waiting)
+        for tracked in released:
+            self.site.apply(tracked)
+        if released:
+            self._timed("associate", started)
+        for camera_id in set(self._pulled) - self._running:  # an ended source: its tracks end too
+            if not self._order.pending(camera_id) and camera_id in self.site.builders:
+                self.site.finish_camera(camera_id)
 
     def _attempt(self, batch_id: int, camera_id: str, payload: dict[str, Any]) -> bool:
         """Process one batch; False when it must wait for the models (it stays queued)."""
@@ -556,15 +665,70 @@ class Service:
     def _camera(self, camera_id: str) -> _Camera:
         camera = self._cameras.get(camera_id)
         if camera is None:
-            tracker = make_tracker(self.config.tracker, frame_rate=self.config.frame_rate)
-            camera = self._cameras[camera_id] = _Camera(tracker, self.store.track_offset(camera_id))
+            stage = self._pulled[camera_id].stage if camera_id in self._pulled else self._stage(camera_id)
+            camera = self._cameras[camera_id] = _Camera(stage, self.store.track_offset(camera_id))
         return camera
 
+    def _stage(self, camera_id: str) -> CameraStage:
+        """A pushed camera's stage as the site file sets it up (its frame rate, the site's tracker
+        options and classes), or with the service's defaults for a camera the site does not name."""
+        site = self.config.site.file
+        spec = None if site is None or camera_id not in site.camera_ids else site.camera(camera_id)
+        fps = (spec.fps if spec is not None else None) or self.config.frame_rate
+        return CameraStage(
+            None,
+            self.detector,
+            self.embedder,
+            site_tracker(site, fps, self.config.tracker),
+            camera_id=camera_id,
+            classes=site_classes(site, self.config.detector),
+            skip_blank=False,
+        )
+
+    def _pulled_cameras(self) -> dict[str, CameraThread]:
+        """The site's cameras with a source to pull (video, image folder, stream), each run by its
+        own stage in a thread (started with the service)."""
+        site = self.config.site.file
+        if site is None:
+            return {}
+        threads = {}
+        for spec in site.cameras:
+            source = open_camera_source(site, spec)
+            if source is None:
+                continue
+            fps = spec.fps or getattr(source, "fps", None) or self.config.frame_rate
+            stage = CameraStage(
+                source,
+                self.detector,
+                self.embedder,
+                site_tracker(site, fps, self.config.tracker),
+                classes=site_classes(site, self.config.detector),
+            )
+            threads[spec.id] = CameraThread(stage, queue_size=16)
+        return threads
+
+    def _take_pulled(self, limit: int = 64) -> list[TrackedFrame]:
+        """The tracked frames the pulled cameras have ready (at most ``limit`` each)."""
+        taken: list[TrackedFrame] = []
+        for camera_id, thread in list(self._pulled.items()):
+            for _ in range(limit):
+                message = thread.get(timeout=0)
+                if message is None:
+                    break
+                if isinstance(message, Ended):
+                    self._running.discard(camera_id)
+                    self.pulled_errors[camera_id] = message.error or "its source ended"
+                    break
+                self._heard[camera_id] = time.monotonic()
+                taken.append(message)
+        return taken
+
     def _free_idle_cameras(self) -> None:
-        """Free the state of cameras gone idle: tracker (its tracks indexed), detector model, hooks."""
+        """Free the state of cameras gone idle: tracker (its tracks finished and indexed), detector
+        model, hooks."""
         for camera_id in self.admission.take_idle():
             self._cameras.pop(camera_id, None)
-            self._unindexed_freed.add(camera_id)
+            self.site.finish_camera(camera_id)
             if isinstance(self.detector, PerCameraState):
                 self.detector.reset(camera_id)
             for hook in self.camera_freed:
@@ -574,23 +738,40 @@ class Service:
         camera = self._camera(camera_id)
         model = str(payload.get("model", UNKNOWN_MODEL))
         if payload.get("kind") == "images":
-            detected = self._detect_images(batch_id, camera_id, payload["frames"])
+            detected = self._detect_images(batch_id, camera, payload["frames"])
         else:
             detected = [_frame_detections(camera_id, frame) for frame in payload["frames"]]
         started = time.perf_counter()
+        tracked = [camera.stage.track(detections) for detections in detected]
+        self._timed("track", started)
+        self._record(batch_id, tracked, model)
+
+    def _record(self, batch_id: int | None, frames: Sequence[TrackedFrame], model: str | None = None) -> None:
+        """Store tracked frames (their rows and track spans; and mark their batch done) and hold them
+        for the site stage. Track ids are offset per camera to stay unique across restarts."""
+        if not frames:
+            return
+        started = time.perf_counter()
         rows: list[DetectionRow] = []
-        spans: dict[int, list[float]] = {}
-        for detections in detected:
-            tracked = camera.tracker.update(detections)
+        spans: dict[tuple[str, int], list[float]] = {}
+        held = []
+        for tracked in frames:
+            camera = self._camera(tracked.camera_id)
+            detections = tracked.detections
+            ids = detections.tracker_id
+            detections = detections.replace(tracker_id=np.where(ids >= 0, ids + camera.offset, ids))
             for observer in self.observers:
-                observer(camera_id, model, tracked)
-            self._collect(camera, tracked, rows, spans)
-        started = self._timed("track", started)
-        tracks = [(camera_id, t, int(s[2]), s[0], s[1], int(s[3])) for t, s in spans.items()]
+                observer(tracked.camera_id, model or self.detector_name, detections)
+            _collect(detections, rows, spans)
+            camera.last_time = tracked.timestamp
+            held.append(TrackedFrame(tracked.camera_id, tracked.index, tracked.timestamp, detections))
+        tracks = [(c, t, int(s[2]), s[0], s[1], int(s[3])) for (c, t), s in spans.items()]
         self.store.complete(batch_id, rows, tracks)
+        for tracked in held:  # images are not kept: the service's sinks do not need them
+            self._order.push(tracked)
         self._timed("store", started)
 
-    def _detect_images(self, batch_id: int, camera_id: str, metas: list[dict[str, Any]]) -> list[Detections]:
+    def _detect_images(self, batch_id: int, camera: _Camera, metas: list[dict[str, Any]]) -> list[Detections]:
         """Decode, detect and embed a batch's images ``frames_per_chunk`` at a time (bounded memory).
 
         Every frame is detected and embedded before any is tracked, so a model failure leaves the
@@ -607,82 +788,72 @@ class Service:
                 Frame(
                     # checked at admission; a journal from before the limits is checked here again
                     self.decoder.decode(data, f"frame {meta['frame_index']}: ", forever=True),
-                    camera_id,
+                    camera.stage.camera_id,
                     int(meta["frame_index"]),
                     float(meta["timestamp"]),
                 )
                 for meta, data in zip(metas[first : first + step], stored[first : first + step], strict=True)
             ]
-            started = self._timed("decode", started)
-            found = self._model("detector", self.detector.detect, frames)
-            started = self._timed("detect", started)
-            detected.extend(self._model("embedder", self.embedder.embed, frames, found))
-            self._timed("embed", started)
+            self._timed("decode", started)
+            detected.extend(camera.stage.perceive(frames, self._model))
         return detected
 
     def _model(self, name: str, call: Callable[..., Any], *args: Any) -> Any:
-        """A detector or embedder call through its breaker; its failures as ``BackendFailure``."""
+        """A detector or embedder call through its breaker, timed as its stage when it succeeds;
+        its failures as ``BackendFailure``."""
+        started = time.perf_counter()
         try:
-            return self.model_breakers[name].call(call, *args)
+            result = self.model_breakers[name].call(call, *args)
         except BreakerOpenError:
             raise
         except BACKEND_ERRORS as error:
             raise BackendFailure(name, error) from error
+        self._timed(MODEL_STAGES[name], started)
+        return result
 
-    @staticmethod
-    def _collect(
-        camera: _Camera, tracked: Detections, rows: list[DetectionRow], spans: dict[int, list[float]]
-    ) -> None:
-        """One frame's tracked rows as stored rows (untracked ones with id -1) and track spans."""
-        assert tracked.camera_id is not None and tracked.timestamp is not None
-        timestamp = float(tracked.timestamp)
-        frame_index = int(tracked.frame_index if tracked.frame_index is not None else -1)
-        for row in range(len(tracked)):
-            local = int(tracked.tracker_id[row])
-            track_id = camera.offset + local if local >= 0 else -1
-            x1, y1, x2, y2 = (float(v) for v in tracked.xyxy[row])
-            class_id = int(tracked.class_id[row])
-            rows.append(
-                DetectionRow(
-                    tracked.camera_id,
-                    frame_index,
-                    timestamp,
-                    track_id,
-                    (x1, y1, x2, y2),
-                    float(tracked.confidence[row]),
-                    class_id,
-                    None if tracked.embedding is None else tracked.embedding[row],
-                )
-            )
-            if track_id >= 0:
-                span = spans.setdefault(track_id, [timestamp, timestamp, class_id, 0])
-                span[1] = timestamp
-                span[3] += 1
-        camera.last_time = timestamp
+    def _assigned(self, tracklet: Tracklet, number: int) -> None:
+        """The site stage gave a track its identity: stored with the track at once."""
+        row = self.store.track_row_id(tracklet.camera_id, tracklet.track_id)
+        if row is not None:
+            self.store.set_global_ids([(row, self._global_id(number))])
 
-    def _index_ended(self, limits: dict[str, float] | None = None) -> int:
-        """Add ended tracks to the index; how many. ``limits``: per camera, tracks that ended before
-        this time (default: those idle for ``track_idle_s`` of each live camera's time, and every
-        track of a released camera)."""
-        freed = set(self._unindexed_freed)
-        if limits is None:
-            limits = {c: cam.last_time - self.config.track_idle_s for c, cam in self._cameras.items()}
-            limits |= {camera_id: np.inf for camera_id in freed}
-        ended = self.store.unindexed_ended(limits)
-        if not ended:
-            self._unindexed_freed -= freed
+    def _finished(self, track: FinishedTrack) -> None:
+        """The site stage finished a track: it is indexed on the worker's next pass with the
+        runtime's summary of it (its appearance, majority class, span, identity and place), the
+        same entry ``crossview run`` indexes. While the index is down, summaries wait (up to
+        ``MAX_WAITING_SUMMARIES``; beyond, only the id, and the store gives the appearance back)."""
+        tracklet = track.tracklet
+        row = self.store.track_row_id(tracklet.camera_id, tracklet.track_id)
+        if row is None:
+            return
+        if len(self._ended) >= MAX_WAITING_SUMMARIES:
+            self._ended[row] = None
+            return
+        vector = np.asarray(tracklet.embedding, np.float32)
+        norm = float(np.linalg.norm(vector))
+        if norm == 0:  # no appearance to search by: stays listed, not searchable
+            self.store.mark_indexed([row])
+            return
+        entry = track_entry(track)
+        if track.global_id is not None:  # the associator's number, as the store numbers identities
+            entry = entry.model_copy(update={"global_id": self._global_id(track.global_id)})
+        self._ended[row] = (vector / norm, entry)
+
+    def _index_ended(self) -> int:
+        """Add the finished tracks to the index with their appearance (the confidence-weighted mean
+        of their embeddings) and global id; how many. While the index fails (or its breaker is
+        open) they wait, as ids, for the next pass."""
+        if not self._ended:
             return 0
-        ids, vectors, entries, done = [], [], [], []
-        appearances = {t.id: self.store.track_embedding(t.camera_id, t.track_id) for t in ended}
-        global_ids = self._associate(ended, appearances)
-        for track in ended:
-            embedding = appearances[track.id]
-            done.append(track.id)
-            if embedding is None:  # no appearance to search by: stays listed, not searchable
+        done = sorted(self._ended)
+        ids, vectors, entries = [], [], []
+        for row in done:
+            summary = self._ended[row] or self._stored_summary(row)
+            if summary is None:  # no appearance to search by: stays listed, not searchable
                 continue
-            ids.append(track.id)
-            vectors.append(embedding)
-            entries.append(_entry(track, global_ids.get(track.id, -1)))
+            ids.append(row)
+            vectors.append(summary[0])
+            entries.append(summary[1])
         if ids:
             started = time.perf_counter()
             try:
@@ -691,31 +862,17 @@ class Service:
                 return 0
             self._timed("index", started)
         self.store.mark_indexed(done)
-        self._unindexed_freed -= freed
+        for row in done:
+            del self._ended[row]
         return len(ids)
 
-    def _associate(
-        self, ended: Sequence[TrackRow], appearances: dict[int, NDArray[np.float32] | None]
-    ) -> dict[int, int]:
-        """Global ids for ended tracks with an appearance (stored, and returned by track row id)."""
-        fresh: list[tuple[TrackRow, Tracklet]] = []
-        for track in ended:
-            embedding = appearances[track.id]
-            if embedding is None:
-                continue
-            known = self.associator.global_id(track.camera_id, track.track_id)
-            if known is not None:
-                continue
-            fresh.append((track, self._tracklet(track, embedding)))
-        if not fresh:
-            return {t.id: t.global_id for t in ended if t.global_id >= 0}
-        fresh.sort(key=lambda pair: pair[1].t_start)
-        started = time.perf_counter()
-        numbers = self.associator.assign([tracklet for _, tracklet in fresh])
-        assigned = [(track.id, self._global_id(n)) for (track, _), n in zip(fresh, numbers, strict=True)]
-        self.store.set_global_ids(assigned)
-        self._timed("associate", started)
-        return {t.id: t.global_id for t in ended if t.global_id >= 0} | dict(assigned)
+    def _stored_summary(self, row: int) -> tuple[NDArray[np.float32], Entry] | None:
+        """A track's appearance and entry as the store has them (a track an earlier process left)."""
+        track = self.store.track(row)
+        if track is None:
+            return None
+        embedding = self.store.track_embedding(track.camera_id, track.track_id)
+        return None if embedding is None else (embedding, _entry(track, track.global_id))
 
     def _global_id(self, number: int) -> int:
         """The stored global id of the associator's identity ``number`` (a new one if it is new)."""
@@ -758,6 +915,11 @@ class Service:
             boxes = np.array([r.xyxy for r in rows], np.float32).reshape(-1, 4)
             ground = locator.locate(boxes, np.full(len(rows), track.class_id, np.int64))
         return Tracklet(track.camera_id, track.track_id, times, ground, embedding, track.class_id)
+
+    @property
+    def associator(self) -> OnlineAssociator:
+        """The site stage's cross-camera identities."""
+        return self.site.associator
 
     def global_tracks(self, **query: Any) -> list[tuple[int, list[TrackRow]]]:
         return self.store.global_tracks(**query)
@@ -859,6 +1021,35 @@ def query_embedding(values: Sequence[float], dim: int) -> NDArray[np.float32]:
     if embedding.shape != (dim,) or not np.all(np.isfinite(embedding)) or not np.any(embedding):
         raise InvalidRequest(f"embedding must be {dim} finite numbers, not all zero")
     return embedding
+
+
+def _collect(
+    detections: Detections, rows: list[DetectionRow], spans: dict[tuple[str, int], list[float]]
+) -> None:
+    """One frame's tracked rows as stored rows (untracked ones with id -1) and track spans."""
+    assert detections.camera_id is not None and detections.timestamp is not None
+    camera_id, timestamp = detections.camera_id, float(detections.timestamp)
+    frame_index = int(detections.frame_index if detections.frame_index is not None else -1)
+    for row in range(len(detections)):
+        track_id = int(detections.tracker_id[row])
+        x1, y1, x2, y2 = (float(v) for v in detections.xyxy[row])
+        class_id = int(detections.class_id[row])
+        rows.append(
+            DetectionRow(
+                camera_id,
+                frame_index,
+                timestamp,
+                track_id,
+                (x1, y1, x2, y2),
+                float(detections.confidence[row]),
+                class_id,
+                None if detections.embedding is None else detections.embedding[row],
+            )
+        )
+        if track_id >= 0:
+            span = spans.setdefault((camera_id, track_id), [timestamp, timestamp, class_id, 0])
+            span[1] = timestamp
+            span[3] += 1
 
 
 def _entry(track: TrackRow, global_id: int) -> Entry:

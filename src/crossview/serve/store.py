@@ -301,11 +301,12 @@ class ServiceStore:
 
     def complete(
         self,
-        batch_id: int,
+        batch_id: int | None,
         detections: Sequence[DetectionRow],
         tracks: Sequence[tuple[str, int, int, float, float, int]],
     ) -> None:
-        """Write a processed batch's tracked detections and track spans, and mark it done, at once.
+        """Write a processed batch's tracked detections and track spans, and mark it done, at once
+        (``batch_id`` None: frames the service pulled itself, not from the journal).
 
         ``tracks``: ``(camera_id, track_id, class_id, t_start, t_end, new_detections)``.
         """
@@ -321,7 +322,7 @@ class ServiceStore:
                         *d.xyxy,
                         d.confidence,
                         d.class_id,
-                        batch_id,
+                        0 if batch_id is None else batch_id,  # 0: pulled by the service, no batch
                         None if d.embedding is None else np.asarray(d.embedding, np.float32).tobytes(),
                     )
                     for d in detections
@@ -334,8 +335,9 @@ class ServiceStore:
                 "detections = detections + excluded.detections",
                 list(tracks),
             )
-            db.execute("UPDATE batches SET state = 'done', payload = '' WHERE id = ?", (batch_id,))
-            db.execute("DELETE FROM batch_images WHERE batch_id = ?", (batch_id,))
+            if batch_id is not None:
+                db.execute("UPDATE batches SET state = 'done', payload = '' WHERE id = ?", (batch_id,))
+                db.execute("DELETE FROM batch_images WHERE batch_id = ?", (batch_id,))
 
     def fail(self, batch_id: int, error: str) -> None:
         """Mark a batch that cannot be processed (kept, with the reason, for an operator)."""
