@@ -28,12 +28,13 @@ from crossview.detect.motion import MotionDetector
 from crossview.io.image import decode_image
 from crossview.serve.admission import CameraLimits
 from crossview.serve.app import ServeConfig, create_app
+from crossview.serve.deps import get_service
 from crossview.serve.gate import GateConfig
 from crossview.serve.grpc_gen import crossview_pb2 as pb
 from crossview.serve.grpc_gen import crossview_pb2_grpc as pb_grpc
 from crossview.serve.keys import JwtVerifier
 from crossview.serve.limits import RateLimit
-from crossview.serve.service import ServiceConfig
+from crossview.serve.service import Service, ServiceConfig
 from crossview.serve.store import ServiceStore
 from crossview.sim.bombs import png_bomb
 
@@ -216,6 +217,17 @@ def test_image_search_refuses_bombs_from_the_header(server: ServerProcess) -> No
     assert (
         answer.status_code == 415 and "supported formats: jpeg, png, webp, bmp" in error_of(answer)["message"]
     )
+    crop = encoded(noise(64, 32))
+    many = ",".join(f"c{n}" for n in range(1001))  # the form's camera filter, over its bound: 422, not 500
+    answer = httpx.post(
+        f"{server.url}/v1/search/image",
+        data={"cameras": many},
+        files={"image": ("c.png", crop, "image/png")},
+        headers=auth(token),
+    )
+    assert answer.status_code == 422 and error_of(answer)["message"].startswith(
+        "cameras: List should have at most"
+    )
 
 
 def test_image_decoding_runs_off_the_event_loop_a_bounded_number_at_once(
@@ -297,20 +309,20 @@ def test_every_request_is_logged_and_measured_a_crash_and_refusals_included(
     data_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     server = thread_server(data_dir)
-    service = server.app.state.crossview.service
 
-    def crash(**_: Any) -> Any:  # a test double for a bug inside the service
+    def crash() -> Service:  # a test double for a bug in what the route depends on
         raise ZeroDivisionError("a bug")
 
-    service.search = crash
     caplog.set_level("INFO", logger="crossview.serve")
     try:
         token, _ = make_key(data_dir, "ops", "admin")
+        server.app.dependency_overrides[get_service] = crash
         broken = httpx.post(
             f"{server.url}/v1/search",
             json={"embedding": look(0).tolist()},
             headers={**auth(token), "X-Request-ID": "bug-1"},
         )
+        del server.app.dependency_overrides[get_service]
         assert broken.status_code == 500 and error_of(broken)["code"] == "internal_error"
         assert broken.json()["request_id"] == "bug-1" and broken.headers["X-Request-ID"] == "bug-1"
         assert httpx.get(f"{server.url}/v1/tracks").status_code == 401

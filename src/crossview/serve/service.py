@@ -45,6 +45,7 @@ import base64
 import contextlib
 import hashlib
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -79,7 +80,13 @@ from crossview.runtime.engine import (
     TimeOrder,
     TrackedFrame,
 )
-from crossview.runtime.run import open_camera_source, site_classes, site_detector, site_tracker
+from crossview.runtime.run import (
+    open_camera_source,
+    site_classes,
+    site_detector,
+    site_fusion,
+    site_tracker,
+)
 from crossview.runtime.sinks import track_entry
 from crossview.runtime.site import SiteFile, StreamInput
 from crossview.search.engine import Hit, RerankMethod, SearchEngine
@@ -103,6 +110,7 @@ from crossview.serve.store import DetectionRow, DuplicateKey, ServiceStore, Trac
 BACKEND_ERRORS: tuple[type[BaseException], ...] = (RuntimeError, OSError, sqlite3.Error)
 UNKNOWN_MODEL: Final = "unknown"
 MAX_IDEMPOTENCY_KEY: Final = 128
+log = logging.getLogger("crossview.serve")
 MAX_WAITING_SUMMARIES: Final = 10_000  # finished tracks' summaries kept while the index is down
 MODEL_STAGES: Final = {"detector": "detect", "embedder": "embed"}  # a model's latency stage
 
@@ -329,6 +337,16 @@ class Service:
         self._attempts: dict[int, int] = {}
         site = config.site
         # the runtime's site stage: the association `crossview run` and the demo run and score
+        if (
+            site_file is not None
+            and site.topology is not None
+            and site_fusion(site_file, site.cameras, site.topology)
+        ):
+            log.warning(
+                "site %r would join identities by ground fusion; the service joins tracklets "
+                "(ground fusion runs in 'crossview run' and the demo for now)",
+                site_file.name,
+            )
         self.site = SiteStage(
             {camera.id: camera for camera in site.cameras},
             site.topology,
