@@ -11,6 +11,7 @@ from numpy.typing import NDArray
 from pydantic import ValidationError
 
 from crossview import Camera
+from crossview.io.formats.ucla import load_ucla_cameras
 from crossview.multicam.geometry import (
     GroundProjector,
     SiteMap,
@@ -491,28 +492,6 @@ def test_site_map_fit_and_validation() -> None:
 
 
 # ------------------------------------------------------------------- real calibration
-def ucla_cameras(root: Path) -> dict[str, Camera]:
-    scipy_io = pytest.importorskip("scipy.io")
-    cameras = {}
-    for entry in scipy_io.loadmat(str(root / "cam_param.mat"))["cam_param"][0]:
-        name = str(entry["name"][0]).removeprefix("view-")
-        rotation = entry["R"].astype(np.float64)
-        centre = entry["T"].astype(np.float64).reshape(3)  # the camera's position in the world
-        intrinsics = entry["K"].astype(np.float64)
-        intrinsics[:2, 2] = entry["center"][0]  # the principal point is kept apart in this file
-        assert float(entry["scale"][0, 0]) == 1.0
-        cameras[name] = Camera(
-            id=name,
-            width=1920,
-            height=1080,
-            fps=30,
-            intrinsics=intrinsics.tolist(),
-            rotation=rotation.tolist(),
-            translation=(-rotation @ centre).tolist(),
-        )
-    return cameras
-
-
 def readme_ground_points(root: Path, name: str, foot: FloatArray) -> FloatArray:
     """The dataset README's recipe, solved point by point: ``[KR[:, :2] | (c - p; -1)] q = KRT``."""
     scipy_io = pytest.importorskip("scipy.io")
@@ -534,7 +513,7 @@ def test_ucla_auditorium_calibration() -> None:
     from crossview.io.formats.vatic import read_vatic_views
 
     root = shared_path("data", "ucla-campus-auditorium")
-    cameras = ucla_cameras(root)
+    cameras = load_ucla_cameras(root)
     assert set(cameras) == {"HC3", "HC4"}
     table = read_vatic_views(root)
     feet = {}

@@ -377,15 +377,13 @@ def test_learn_topology_combines_geometry_and_tracks() -> None:
 
 def test_learn_topology_on_ucla_auditorium() -> None:
     """Real tracks: four synchronised views, two calibrated; overlaps seen in geometry and in time."""
-    from crossview.io.formats.vatic import read_vatic_views
-    from tests.multicam.test_geometry import ucla_cameras
+    from crossview.io.formats.ucla import load_ucla_cameras, load_ucla_ground_truth
 
     root = shared_path("data", "ucla-campus-auditorium")
-    table = read_vatic_views(root)
-    calibrated = ucla_cameras(root)
-    cameras = [
-        calibrated.get(name, Camera(id=name, width=1920, height=1080, fps=30)) for name in table.cameras()
-    ]
+    table = load_ucla_ground_truth(root)
+    views = load_ucla_cameras(root, all_views=True)
+    assert list(views) == list(table.cameras())
+    cameras = list(views.values())
     assert overlaps_from_geometry(cameras) == frozenset({("HC3", "HC4")})
     visits = []
     fps = 30.0

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -481,6 +481,20 @@ class OnlineAssociator:
                 )
                 self._join(tracklet, best if cost <= self.threshold else self._minted)
         return [self._ids[t.key] for t in tracklets]
+
+    def assignments(self) -> dict[tuple[str, int], int]:
+        """Every remembered tracklet's identity now, by ``(camera, track)``: to compare with later."""
+        return dict(self._ids)
+
+    def moved(self, before: Mapping[tuple[str, int], int]) -> list[tuple[Tracklet, int]]:
+        """The tracklets whose identity changed since ``before`` (``assignments()``), with the new one."""
+        changed = {key for key, number in self._ids.items() if before.get(key, number) != number}
+        return [
+            (member, self._ids[member.key])
+            for number in sorted({self._ids[key] for key in changed})
+            for member in self._members[number]
+            if member.key in changed
+        ]
 
     def update(self, tracklet: Tracklet) -> int:
         """Replace the stored state of an assigned tracklet (longer trajectory, better embedding).

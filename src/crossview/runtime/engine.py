@@ -22,10 +22,13 @@
   ``lateness_s`` is not waited for.
   - Each tracked frame updates its camera's ``TrackletBuilder``.
   - Every ``period_s`` of site time, the tracklets confirmed since (``min_samples`` rows) get a
-    global id (``OnlineAssociator``), and the assigned ones are refreshed.
-  - A track not seen for ``forget_after_s`` is finished: handed to the sinks with its rows and
-    global id, then dropped; an identity not seen for ``memory_s`` is forgotten (no new track can
-    join it). Memory, and the cost of associating a track, follow what was seen recently, not the
+    global id (``OnlineAssociator``), and the assigned ones are refreshed; when a refresh moves
+    a tracklet to another identity, the sinks are told again (a correction).
+  - A track not seen for ``end_after_s`` is finished: handed to the sinks with its rows and
+    global id (a service indexes it then). It stays in its tracklet, refreshed and open to
+    corrections of its identity, until it is not seen for ``forget_after_s`` (by default the
+    same); then it is dropped. An identity not seen for ``memory_s`` is forgotten (no new track
+    can join it). Memory, and the cost of associating a track, follow what was seen recently, not the
     hours recorded.
 - **Sinks** see every tracked frame, every assignment and every finished track, in site time
   order. At the end of the run every remaining track is finished.
@@ -55,6 +58,7 @@ from crossview.embed.base import Embedder
 from crossview.eval.latency import LatencyHistogram, LatencySummary
 from crossview.io.sources import FrameSource, SourceError
 from crossview.multicam.association import AssociationConfig, OnlineAssociator, Tracklet
+from crossview.multicam.fusion import GroundFusion
 from crossview.multicam.topology import CameraTopology
 from crossview.multicam.tracklets import TrackletBuilder
 from crossview.track.base import Tracker
@@ -274,7 +278,15 @@ class CameraStage:
 
 
 class SiteStage:
-    """Tracklets per camera, global ids every ``period_s`` of site time, finished tracks to sinks."""
+    """Tracklets per camera, global ids every ``period_s`` of site time, finished tracks to sinks.
+
+    Global ids come one of two ways. By default each camera's tracks are joined across cameras
+    (``OnlineAssociator``). With ``fusion`` (a ``GroundFusion`` over the site's overlapping
+    calibrated views), the frames of one instant (within ``sync_s`` of each other, one per camera)
+    are fused on the ground instead, and every row takes its ground track's id: a camera's
+    "tracks" are then its views of the ground tracks (``tracker_id`` = ``global_id`` for the sinks),
+    and cameras outside the fusion get no global id.
+    """
 
     def __init__(
         self,
@@ -286,8 +298,11 @@ class SiteStage:
         min_samples: int = 5,
         period_s: float = 1.0,
         forget_after_s: float = 600.0,
+        end_after_s: float | None = None,
         memory_s: float = 3600.0,
         classify_by_size: bool = True,
+        fusion: GroundFusion | None = None,
+        sync_s: float = 0.05,
     ) -> None:
         if period_s <= 0 or forget_after_s <= 0 or min_samples < 1:
             raise ValueError("period_s and forget_after_s must be positive, min_samples at least 1")
@@ -299,12 +314,30 @@ class SiteStage:
         self.min_samples = min_samples
         self.period_s = period_s
         self.forget_after_s = forget_after_s
+        self.end_after_s = forget_after_s if end_after_s is None else min(end_after_s, forget_after_s)
+        self._ended: set[tuple[str, int]] = set()  # tracks handed to the sinks, not yet dropped
         self.memory_s = memory_s
         self.classify_by_size = classify_by_size
         self.builders: dict[str, TrackletBuilder] = {}
         self.latency = LatencyHistogram()
         self.now = -np.inf
         self._next_tick: float | None = None
+        self.fusion = fusion
+        self.sync_s = sync_s
+        self._fused = frozenset() if fusion is None else frozenset(c.id for c in fusion.cameras)
+        self._instant: dict[str, TrackedFrame] = {}  # the frames of the instant being gathered
+        self._announced: set[tuple[str, int]] = set()  # fused: (camera, global id) told to sinks
+
+    @property
+    def identities(self) -> int:
+        """Global ids given so far."""
+        return self.associator.identities if self.fusion is None else self.fusion.identities
+
+    def global_id(self, camera_id: str, track_id: int) -> int | None:
+        """The global id of a camera's track (fused: the track id is its global id)."""
+        if self.fusion is not None:
+            return track_id if camera_id in self._fused else None
+        return self.associator.global_id(camera_id, track_id)
 
     def apply(self, tracked: TrackedFrame) -> None:
         """One camera's tracked frame, in site time order (association runs first when it is due)."""
@@ -315,13 +348,48 @@ class SiteStage:
             self.tick()
             self._next_tick += self.period_s
         self.now = max(self.now, tracked.timestamp)
+        if self.fusion is None:
+            self._emit(tracked)
+        elif tracked.camera_id in self._fused:
+            instant = self._instant
+            if instant and (
+                tracked.camera_id in instant
+                or tracked.timestamp - next(iter(instant.values())).timestamp > self.sync_s
+            ):
+                self._fuse()
+            self._instant[tracked.camera_id] = tracked
+        else:  # not in the fusion: tracked, no global id
+            detections = tracked.detections
+            self._emit(
+                replace(tracked, detections=detections.replace(global_id=np.full(len(detections), -1)))
+            )
+
+    def _emit(self, tracked: TrackedFrame) -> None:
+        """Add a frame to its camera's tracklets and hand it, located and labelled, to the sinks."""
         detections = tracked.detections
         if detections.embedding is not None or not np.any(detections.tracker_id >= 0):
             ground = self._builder(tracked).update(detections)
-            tracked = replace(tracked, detections=self._located(tracked.camera_id, detections, ground))
+            if self.fusion is None:
+                detections = self._located(tracked.camera_id, detections, ground)
+            tracked = replace(tracked, detections=detections)
         # else: pushed detections without embeddings: stored and tracked, not associated
         for sink in self.sinks:
             sink.frame(tracked)
+
+    def _fuse(self) -> None:
+        """Fuse the gathered instant: each row takes its ground track's id and position."""
+        frames, self._instant = self._instant, {}
+        assert self.fusion is not None
+        when = min(tracked.timestamp for tracked in frames.values())
+        fused = self.fusion.update(when, {c: tracked.detections for c, tracked in frames.items()})
+        for camera_id, tracked in frames.items():
+            ids = fused.global_ids[camera_id]
+            detections = tracked.detections.replace(
+                tracker_id=ids,
+                global_id=ids,
+                data={**tracked.detections.data, GROUND_XY: fused.ground[camera_id]},
+            )
+            self._emit(replace(tracked, detections=detections))
 
     def _located(self, camera_id: str, detections: Detections, ground: NDArray[np.float64]) -> Detections:
         """The detections with what the site knows of them: ``global_id`` where the row's track
@@ -336,55 +404,87 @@ class SiteStage:
         """Give the newly confirmed tracklets global ids, refresh the assigned ones (telling the
         sinks of any id a refresh corrected), finish old tracks."""
         started = time.perf_counter()
+        if self.fusion is not None:
+            self._announce()
+            self._finish(self.now - self.end_after_s, self.now - self.forget_after_s)
+            self.latency.record(time.perf_counter() - started)
+            return
         fresh: list[Tracklet] = []
         known: list[Tracklet] = []
         for builder in self.builders.values():
             for tracklet in builder.tracklets(min_samples=self.min_samples):
                 is_new = self.associator.global_id(tracklet.camera_id, tracklet.track_id) is None
                 (fresh if is_new else known).append(tracklet)
-        before = [self.associator.global_id(t.camera_id, t.track_id) for t in known]
+        before = self.associator.assignments()
         for tracklet in known:
             self.associator.update(tracklet)
+        for tracklet, now in self.associator.moved(before):  # later evidence proved an id wrong
+            for sink in self.sinks:
+                sink.assigned(tracklet, now)
         fresh.sort(key=lambda t: t.t_start)
         for tracklet, global_id in zip(fresh, self.associator.assign(fresh), strict=True):
             for sink in self.sinks:
                 sink.assigned(tracklet, global_id)
-        for tracklet, was in zip(known, before, strict=True):
-            now = self.associator.global_id(tracklet.camera_id, tracklet.track_id)
-            if now is not None and now != was:  # later evidence moved it to another identity
-                for sink in self.sinks:
-                    sink.assigned(tracklet, now)
-        self._finish(self.now - self.forget_after_s)
+        self._finish(self.now - self.end_after_s, self.now - self.forget_after_s)
         self.associator.forget_before(self.now - self.memory_s)
         self.latency.record(time.perf_counter() - started)
 
+    def _announce(self) -> None:
+        """Fused: tell the sinks of each camera's view of a ground track once it has ``min_samples``."""
+        for camera_id, builder in self.builders.items():
+            if camera_id not in self._fused:
+                continue
+            for tracklet in builder.tracklets(min_samples=self.min_samples):
+                if tracklet.key not in self._announced:
+                    self._announced.add(tracklet.key)
+                    for sink in self.sinks:
+                        sink.assigned(tracklet, tracklet.track_id)
+
     def close(self) -> None:
         """The run is over: a last association, then every track is finished and the sinks closed."""
+        if self._instant:
+            self._fuse()
         self.tick()
-        self._finish(np.inf)
+        self._finish(np.inf, np.inf)
         for sink in self.sinks:
             sink.close()
 
+    def end_camera(self, camera_id: str) -> None:
+        """A camera's source ended: its tracks are finished now (kept for corrections as usual)."""
+        builder = self.builders.get(camera_id)
+        if builder is not None:
+            self._finish(np.inf, -np.inf, {camera_id: builder})
+
     def finish_camera(self, camera_id: str) -> None:
-        """A camera went away (released, or its source ended for good): its tracks are finished and
-        its per-track state dropped; it starts afresh if it comes back."""
+        """A camera went away (released): its tracks are finished and its per-track state dropped;
+        it starts afresh if it comes back."""
         builder = self.builders.pop(camera_id, None)
         if builder is not None:
-            self._finish(np.inf, {camera_id: builder})
+            self._finish(np.inf, np.inf, {camera_id: builder})
 
-    def _finish(self, before: float, builders: Mapping[str, TrackletBuilder] | None = None) -> None:
+    def _finish(
+        self, end_before: float, forget_before: float, builders: Mapping[str, TrackletBuilder] | None = None
+    ) -> None:
+        """Hand the tracks last seen before ``end_before`` to the sinks (once each) and drop those
+        last seen before ``forget_before``."""
         for builder in (self.builders if builders is None else builders).values():
-            for track_id in builder.ended(before):
-                tracklet = builder.tracklet(track_id)
-                finished = FinishedTrack(
-                    tracklet,
-                    self.associator.global_id(tracklet.camera_id, track_id),
-                    *builder.rows(track_id),
-                )
-                for sink in self.sinks:
-                    sink.finished(finished)
-                if before < np.inf:
-                    builder.forget(track_id)
+            for track_id in builder.ended(end_before):
+                key = (builder.camera.id, track_id)
+                if key not in self._ended:
+                    tracklet = builder.tracklet(track_id)
+                    finished = FinishedTrack(
+                        tracklet, self.global_id(tracklet.camera_id, track_id), *builder.rows(track_id)
+                    )
+                    self._ended.add(key)
+                    for sink in self.sinks:
+                        sink.finished(finished)
+            if forget_before > -np.inf:
+                for track_id in builder.ended(forget_before):
+                    key = (builder.camera.id, track_id)
+                    self._ended.discard(key)
+                    self._announced.discard(key)
+                    if forget_before < np.inf or builders is not None:
+                        builder.forget(track_id)
 
     def _builder(self, tracked: TrackedFrame) -> TrackletBuilder:
         builder = self.builders.get(tracked.camera_id)
@@ -538,7 +638,7 @@ class RunResult:
                 }
                 for camera_id, stats in self.cameras.items()
             },
-            "global_ids": self.site.associator.identities,
+            "global_ids": self.site.identities,
             "latency_ms": {
                 stage: {"p50": round(s.p50, 3), "p99": round(s.p99, 3), "count": s.count}
                 for stage, s in self.latency().items()

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Final
 
+from crossview.core.camera import Camera
 from crossview.detect.base import Detector
 from crossview.detect.factory import make_detector, parse_spec
 from crossview.detect.motion import MotionConfig, MotionDetector
@@ -36,6 +37,8 @@ from crossview.io.sources import (
     VideoFileSource,
 )
 from crossview.models.identity import identity_of
+from crossview.multicam.fusion import GroundFusion
+from crossview.multicam.topology import CameraTopology
 from crossview.runtime.engine import CameraStage, CameraStats, RunResult, Sink, SiteStage, run_cameras
 from crossview.runtime.sinks import IndexSink, MotSink, MtmcSink, ThumbnailSink
 from crossview.runtime.site import CameraSpec, ImageFolderInput, SiteFile, StreamInput, VideoInput
@@ -50,6 +53,7 @@ __all__ = [
     "run_site",
     "site_classes",
     "site_detector",
+    "site_fusion",
     "site_tracker",
 ]
 
@@ -95,6 +99,17 @@ def site_classes(site: SiteFile | None, detector: str) -> frozenset[int] | None:
     if site is None or kind == "motion" or not site.classes:
         return None
     return frozenset(site.classes)
+
+
+def site_fusion(
+    site: SiteFile | None, cameras: Sequence[Camera], topology: CameraTopology
+) -> GroundFusion | None:
+    """The ground fusion of the site's calibrated ``cameras`` when the site's identities come from
+    it (``SiteFile.fused``: by default, when every camera is calibrated and the views form one
+    overlapping group); None for tracklet association."""
+    if site is None or not site.fused(cameras, topology):
+        return None
+    return GroundFusion(cameras, site.fusion.config)
 
 
 def open_camera_source(site: SiteFile, spec: CameraSpec) -> FrameSource | None:
@@ -192,6 +207,11 @@ def run_site(
                     max_range_m=site.topology.overlap_range_m,
                 )
             )
+    fusion = site_fusion(site, list(cameras.values()), topology)
+    if fusion is not None:
+        note(
+            f"site {site.name!r}: identities by ground fusion of {len(cameras)} overlapping calibrated views"
+        )
     stage = SiteStage(
         cameras,
         topology,
@@ -200,6 +220,8 @@ def run_site(
         min_samples=min_samples,
         memory_s=max(site.memory_s, 600.0),
         classify_by_size=kind == "motion",
+        fusion=fusion,
+        sync_s=site.fusion.sync_s,
     )
     result = run_cameras(stages, stage, live=frozenset(live), progress=progress, warn=note)
     result.cameras.update(failed)

@@ -29,7 +29,8 @@ A site file is YAML or JSON (YAML is read with ``yaml.safe_load``, which reads J
     models: {detector: "yolox:models/yolox_nano.onnx", embedder: color}
     classes: {0: person, 2: car}
     tracker: {name: bytetrack}
-    association: {max_cost: 0.25, linkage: single}
+    association: {max_cost: 0.25, linkage: single}   # tracklets joined across cameras
+    fusion: {mode: auto}                    # or fusion | tracklets (FusionSpec)
     topology:
       overlaps: [[gate, yard]]                 # also found from the calibration
       transitions: {"yard->exit": [5, 120]}    # seconds from leaving one view to entering the next
@@ -74,6 +75,7 @@ from pydantic import (
 
 from crossview.core.camera import Camera
 from crossview.multicam.association import AssociationConfig
+from crossview.multicam.fusion import FusionConfig
 from crossview.multicam.geometry import HomographyFit, estimate_homography
 from crossview.multicam.topology import CameraTopology, overlaps_from_geometry
 
@@ -81,6 +83,7 @@ __all__ = [
     "MAX_SITE_BYTES",
     "Calibration",
     "CameraSpec",
+    "FusionSpec",
     "HomographyCalibration",
     "ImageFolderInput",
     "OpenCvCalibration",
@@ -375,6 +378,30 @@ class TopologySpec(_Strict):
     )
 
 
+class FusionSpec(_Strict):
+    """How cross-camera identities are made (``crossview.multicam.fusion``, ``association``).
+
+    - ``fusion``: every calibrated camera's detections are located on the ground each instant,
+      joined across views and tracked there (right where views overlap: a crowd seen from
+      several sides, low frame rates).
+    - ``tracklets``: each camera's tracks are joined across cameras by appearance, time and
+      place (right where views do not overlap: a person leaves one view and later enters another).
+    - ``auto`` (the default): ``fusion`` when every camera is calibrated and the views form one
+      connected overlapping group, ``tracklets`` otherwise.
+    """
+
+    mode: Literal["auto", "fusion", "tracklets"] = "auto"
+    sync_s: float = Field(
+        default=0.05,
+        gt=0,
+        le=1.0,
+        allow_inf_nan=False,
+        description="frames of different cameras this close in time are one instant (a camera's "
+        "next frame always starts the next one)",
+    )
+    config: FusionConfig = Field(default_factory=FusionConfig)
+
+
 class SiteFile(_Strict):
     """A whole site (see the module docstring). Relative paths start at ``base`` (the file's folder)."""
 
@@ -387,6 +414,7 @@ class SiteFile(_Strict):
         default_factory=lambda: AssociationConfig(max_cost=0.25, linkage="single")
     )
     topology: TopologySpec = Field(default_factory=TopologySpec)
+    fusion: FusionSpec = Field(default_factory=FusionSpec)
     memory_s: float = Field(
         default=3600.0, ge=0, allow_inf_nan=False, description="how long identities are remembered"
     )
@@ -440,6 +468,24 @@ class SiteFile(_Strict):
             else frozenset()
         )
         return self.camera_topology(sorted(found))
+
+    def fused(self, cameras: Sequence[Camera], topology: CameraTopology) -> bool:
+        """Whether identities come from ground fusion (see ``FusionSpec``): ``cameras`` are the
+        calibrated ones, ``topology`` the run's (its overlaps)."""
+        mode = self.fusion.mode
+        if mode != "auto":
+            return mode == "fusion"
+        names = {camera.id for camera in cameras}
+        if len(names) < 2 or names != self.camera_ids:
+            return False
+        reached, frontier = set(), [min(names)]  # one connected group of overlapping views?
+        while frontier:
+            camera = frontier.pop()
+            if camera in reached:
+                continue
+            reached.add(camera)
+            frontier += [b if a == camera else a for a, b in topology.overlaps if camera in (a, b)]
+        return reached == names
 
     def calibrated_cameras(self) -> list[Camera]:
         """The calibrated cameras as ``Camera`` s (point pairs fitted); ``SiteError`` naming each

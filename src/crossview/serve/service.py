@@ -353,8 +353,8 @@ class Service:
             site.association,
             sinks=[_Recorder(self)],
             min_samples=config.min_samples,
-            forget_after_s=config.track_idle_s,
-            memory_s=max(site.memory_s, config.track_idle_s),
+            end_after_s=config.track_idle_s,  # then indexed; kept for corrections as `run` keeps it
+            memory_s=max(site.memory_s, 600.0),
             classify_by_size=parse_spec(config.detector)[0] == "motion",
         )
         self._order = TimeOrder([spec.id for spec in site_file.cameras] if site_file is not None else [])
@@ -374,6 +374,7 @@ class Service:
         )
         self._heard: dict[str, float] = {}  # pulled stream -> when its last frame came (monotonic)
         self._running = set(self._pulled)  # pulled cameras whose source has not ended
+        self._pulled_ended: set[str] = set()  # ... and those that ended, until their tracks are ended
         self._wake = threading.Event()
         self._idle = threading.Event()
         self._stopping = threading.Event()
@@ -649,9 +650,10 @@ class Service:
             self.site.apply(tracked)
         if released:
             self._timed("associate", started)
-        for camera_id in set(self._pulled) - self._running:  # an ended source: its tracks end too
-            if not self._order.pending(camera_id) and camera_id in self.site.builders:
-                self.site.finish_camera(camera_id)
+        for camera_id in sorted(self._pulled_ended):  # an ended source: its tracks end, once all are in
+            if not self._order.pending(camera_id):
+                self.site.end_camera(camera_id)
+                self._pulled_ended.discard(camera_id)
 
     def _attempt(self, batch_id: int, camera_id: str, payload: dict[str, Any]) -> bool:
         """Process one batch; False when it must wait for the models (it stays queued)."""
@@ -735,6 +737,7 @@ class Service:
                     break
                 if isinstance(message, Ended):
                     self._running.discard(camera_id)
+                    self._pulled_ended.add(camera_id)
                     self.pulled_errors[camera_id] = message.error or "its source ended"
                     break
                 self._heard[camera_id] = time.monotonic()
@@ -933,6 +936,18 @@ class Service:
             boxes = np.array([r.xyxy for r in rows], np.float32).reshape(-1, 4)
             ground = locator.locate(boxes, np.full(len(rows), track.class_id, np.int64))
         return Tracklet(track.camera_id, track.track_id, times, ground, embedding, track.class_id)
+
+    def pulled(self) -> dict[str, dict[str, Any]]:
+        """The cameras the service pulls itself: frames tracked, whether their source still runs,
+        and why it stopped (an ended file, or the error of a stream that gave up)."""
+        return {
+            camera_id: {
+                "frames": thread.stage.stats.frames,
+                "running": camera_id in self._running,
+                "stopped": self.pulled_errors.get(camera_id),
+            }
+            for camera_id, thread in self._pulled.items()
+        }
 
     @property
     def associator(self) -> OnlineAssociator:

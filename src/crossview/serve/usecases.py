@@ -161,6 +161,7 @@ def stored(service: Service) -> dict[str, Any]:
         "index_entries": service.index.count(),
         "cameras": len(service.admission.cameras),
         "camera_megapixels": round(service.admission.megapixels(), 3),
+        "pulled": service.pulled(),
     }
 
 
