@@ -113,10 +113,13 @@ class Locator:
 
 @dataclass(slots=True)
 class _Track:
+    """One track's rows, and its appearance as running sums (not every embedding: a long track of
+    a 512-d embedder would hold 2 KB a row)."""
+
     times: list[float] = field(default_factory=list)
     ground: list[FloatArray] = field(default_factory=list)
-    embeddings: list[NDArray[np.float32]] = field(default_factory=list)
-    weights: list[float] = field(default_factory=list)
+    weighted: FloatArray | None = None  # sum of confidence x embedding
+    plain: FloatArray | None = None  # sum of embeddings (the mean when every confidence is 0)
     classes: list[int] = field(default_factory=list)
     boxes: list[NDArray[np.float32]] = field(default_factory=list)
     frames: list[int] = field(default_factory=list)
@@ -202,8 +205,13 @@ class TrackletBuilder:
             track = self._tracks.setdefault(int(rows.tracker_id[row]), _Track())
             track.times.append(float(timestamp))
             track.ground.append(ground[row])
-            track.embeddings.append(rows.embedding[row])
-            track.weights.append(float(rows.confidence[row]))
+            vector = rows.embedding[row].astype(np.float64)
+            weighted = float(rows.confidence[row]) * vector
+            if track.weighted is None or track.plain is None:
+                track.weighted, track.plain = weighted, vector
+            else:
+                track.weighted += weighted
+                track.plain += vector
             track.classes.append(int(classes[row]))
             track.boxes.append(rows.xyxy[row])
             track.frames.append(int(detections.frame_index if detections.frame_index is not None else -1))
@@ -248,11 +256,9 @@ class TrackletBuilder:
         ]
 
     def _tracklet(self, track_id: int, track: _Track) -> Tracklet:
-        weights = np.asarray(track.weights)
-        vectors = np.asarray(track.embeddings, np.float32)
-        mean = (weights[:, None] * vectors).sum(axis=0)
-        if not np.any(mean):
-            mean = vectors.mean(axis=0)
+        assert track.weighted is not None and track.plain is not None
+        total = track.weighted if np.any(track.weighted) else track.plain / len(track.times)
+        mean = total.astype(np.float32)
         return Tracklet(
             self.camera.id,
             track_id,
