@@ -79,6 +79,7 @@ class SiteReport:
     overlaps: list[tuple[str, str, float]]
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    identities: str = ""  # how a run will join identities across cameras
 
     @property
     def ok(self) -> bool:
@@ -96,6 +97,8 @@ class SiteReport:
             lines.append(f"overlapping views (from the calibration): {found}")
         else:
             lines.append("overlapping views (from the calibration): none")
+        if self.identities:
+            lines.append(f"identities across cameras: {self.identities}")
         lines += [f"PROBLEM: {problem}" for problem in self.problems]
         lines += [f"warning: {warning}" for warning in self.warnings]
         lines.append("ok" if self.ok else "not usable: fix the problems above")
@@ -107,6 +110,7 @@ class SiteReport:
             "ok": self.ok,
             "cameras": [camera.to_dict() for camera in self.cameras],
             "overlaps": [{"cameras": [a, b], "area_m2": area} for a, b, area in self.overlaps],
+            "identities": self.identities,
             "problems": self.problems,
             "warnings": self.warnings,
         }
@@ -163,7 +167,7 @@ def check_site(
             area = polygon_area(shared) if len(shared) >= 3 else 0.0
             if area >= max(site.topology.min_overlap_m2, 1e-9):
                 overlaps.append((first, second, area))
-    report = SiteReport(site.name, reports, overlaps)
+    report = SiteReport(site.name, reports, overlaps, identities=_identities(site, reports, overlaps))
     found = {(a, b) for a, b, _ in overlaps}
     calibrated = {camera.id for camera in reports if camera.camera is not None}
     for first, second in site.topology.overlaps:
@@ -315,6 +319,23 @@ def _describe_source(site: SiteFile, spec: CameraSpec, report: CameraReport) -> 
         return f"source: stream {_redacted(source.url)}"
     assert isinstance(source, PushInput)
     return "source: push (frames sent to the service)"
+
+
+def _identities(site: SiteFile, reports: list[CameraReport], overlaps: list[tuple[str, str, float]]) -> str:
+    """Which way a run joins identities (``fusion.mode``, and what ``auto`` makes of this site)."""
+    cameras = [report.camera for report in reports if report.camera is not None and not report.problems]
+    topology = site.camera_topology([(a, b) for a, b, _ in overlaps])
+    mode = site.fusion.mode
+    if site.fused(cameras, topology):
+        why = (
+            "every camera is calibrated and the views overlap as one group"
+            if mode == "auto"
+            else "fusion.mode"
+        )
+        return f"ground fusion of {len(cameras)} overlapping views ({why})"
+    if mode == "auto":
+        return "tracklet association (fusion.mode auto: the views are not all calibrated and overlapping)"
+    return "tracklet association (fusion.mode)"
 
 
 def _probe_streams(site: SiteFile, reports: dict[str, CameraReport], timeout_s: float) -> None:
