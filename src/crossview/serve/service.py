@@ -18,17 +18,21 @@ embeddings (``submit``), or encoded images (``submit_images``) that the worker d
    acknowledged and is never replayed.
 2. Images are decoded once to prove they decode (at most ``decode_concurrency`` at once), then
    the batch (and its images) is committed to the journal; only then is it acknowledged.
-3. The worker thread processes journal batches oldest first: images are decoded, detected and
+3. The worker thread processes journal batches oldest first, each through its camera's
+   ``CameraStage`` (the runtime's, ``crossview.runtime.engine``): images are decoded, detected and
    embedded a few frames at a time (``frames_per_chunk``, bounding memory), each model through its
    circuit breaker (a failing model leaves the batch queued, in order, for a later try); then the
    camera's tracker runs. The tracked detections and track spans are written while the batch is
-   marked done, in one transaction.
-4. A track idle for ``track_idle_s`` of its camera's time has ended. Its appearance (the
-   confidence-weighted mean of its detections' embeddings, read back from the store) gives it a
-   global identity (``OnlineAssociator``, with the site's topology and calibration when given)
-   and is added to the index through the index's circuit breaker. While the breaker is open the
-   track waits and is indexed once the index is healthy again; nothing is dropped.
-5. A camera that sent nothing for ``cameras.idle_s`` is released: its tracker ends (its tracks are
+   marked done, in one transaction. Cameras the site file gives a source to (video, images, a
+   stream) are pulled by the service itself, each in a ``CameraThread``.
+4. Every tracked frame then goes, in site time order (``TimeOrder``; a camera silent for
+   ``lateness_s`` is not waited for), to the runtime's ``SiteStage``: the same cross-camera
+   association ``crossview run`` and the demo run. A track gets its global id (stored at once)
+   when it is confirmed, and a corrected one if later evidence moves it. A track unseen for
+   ``track_idle_s`` has ended: its summary (appearance, class, span, global id, place) is added
+   to the index through the index's circuit breaker. While the breaker is open the track waits
+   and is indexed once the index is healthy again; nothing is dropped.
+5. A camera that sent nothing for ``cameras.idle_s`` is released: its tracks end (and are
    indexed), the detector forgets its model (``PerCameraState``), and ``camera_freed`` callbacks
    drop its drift windows and metric series. Memory follows the cameras that are sending.
 
@@ -265,7 +269,6 @@ class _Camera:
 
     stage: CameraStage
     offset: int
-    last_time: float = -np.inf
 
 
 class _Recorder(Sink):
@@ -784,7 +787,6 @@ class Service:
             for observer in self.observers:
                 observer(tracked.camera_id, model or self.detector_name, detections)
             _collect(detections, rows, spans)
-            camera.last_time = tracked.timestamp
             held.append(TrackedFrame(tracked.camera_id, tracked.index, tracked.timestamp, detections))
         tracks = [(c, t, int(s[2]), s[0], s[1], int(s[3])) for (c, t), s in spans.items()]
         self.store.complete(batch_id, rows, tracks)
