@@ -369,10 +369,13 @@ class SiteStage:
         detections = tracked.detections
         if detections.embedding is not None or not np.any(detections.tracker_id >= 0):
             ground = self._builder(tracked).update(detections)
-            if self.fusion is None:
-                detections = self._located(tracked.camera_id, detections, ground)
-            tracked = replace(tracked, detections=detections)
-        # else: pushed detections without embeddings: stored and tracked, not associated
+        else:  # pushed detections without embeddings: stored and tracked, not associated
+            ground = np.full((len(detections), 2), np.nan)
+        if self.fusion is None:
+            detections = self._located(tracked.camera_id, detections, ground)
+        elif GROUND_XY not in detections.data:  # a camera outside the fusion
+            detections = detections.replace(data={**detections.data, GROUND_XY: ground})
+        tracked = replace(tracked, detections=detections)
         for sink in self.sinks:
             sink.frame(tracked)
 
