@@ -1,8 +1,10 @@
-"""The perception pipeline of one or more cameras: detect, embed (optional), track.
+"""The perception chain of any number of cameras: detect, embed (optional), track.
 
-Stages are injected (any ``Detector``, ``Embedder`` and ``Tracker`` factory), so the same code
-runs the CLI, benchmarks and the service. Each camera gets its own tracker, created on its
-first frame. Every stage's time per frame is recorded in a mergeable latency histogram.
+``Pipeline`` is the runtime's ``CameraStage`` (``crossview.runtime.engine``), one per camera,
+behind one call for frames of any cameras: ``crossview track``, ``crossview index build`` and the
+benchmarks run it, and ``crossview run``, the demo and the service run the same stages. Each
+camera gets its own stage (its tracker) on its first frame; every stage's time per frame is
+recorded in mergeable latency histograms.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from crossview.core.frame import Frame
 from crossview.detect.base import Detector
 from crossview.embed.base import Embedder
 from crossview.eval.latency import LatencyHistogram, LatencySummary
+from crossview.runtime.engine import CAMERA_STAGES, CameraStage
 from crossview.track.base import Tracker
 
-STAGES = ("detect", "embed", "track", "total")
+STAGES = CAMERA_STAGES
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +39,8 @@ class Pipeline:
     >>> from crossview.track import SortTracker
     >>> class Nothing:
     ...     def detect(self, frames):
-    ...         return [Detections.empty(camera_id=f.camera_id, frame_index=f.index) for f in frames]
+    ...         return [Detections.empty(camera_id=f.camera_id, frame_index=f.index,
+    ...                                  timestamp=f.timestamp) for f in frames]
     >>> pipeline = Pipeline(Nothing(), SortTracker)
     >>> frame = Frame(np.zeros((4, 4, 3), np.uint8), camera_id="c1", index=0, timestamp=0.0)
     >>> len(pipeline.process([frame])[0])
@@ -52,37 +56,42 @@ class Pipeline:
         self.detector = detector
         self.embedder = embedder
         self._tracker_factory = tracker_factory
-        self._trackers: dict[str, Tracker] = {}
-        self.latency: dict[str, LatencyHistogram] = {stage: LatencyHistogram() for stage in STAGES}
+        self.stages: dict[str, CameraStage] = {}
+        self._total = LatencyHistogram()
+
+    def stage(self, camera_id: str) -> CameraStage:
+        """The stage of one camera (created on first use)."""
+        stage = self.stages.get(camera_id)
+        if stage is None:
+            stage = self.stages[camera_id] = CameraStage(
+                None, self.detector, self.embedder, self._tracker_factory(), camera_id=camera_id
+            )
+        return stage
 
     def tracker(self, camera_id: str) -> Tracker:
         """The tracker of one camera (created on first use)."""
-        tracker = self._trackers.get(camera_id)
-        if tracker is None:
-            tracker = self._trackers[camera_id] = self._tracker_factory()
-        return tracker
+        return self.stage(camera_id).tracker
 
     def process(self, frames: Sequence[Frame]) -> list[Detections]:
-        """Tracked detections for a batch of frames (in order; a camera's frames in time order)."""
+        """Tracked detections for a batch of frames (in order; a camera's frames in time order).
+
+        Each camera's frames are detected and embedded together, then tracked one by one."""
         if not frames:
             return []
-        start = time.perf_counter()
-        detections = self.detector.detect(frames)
-        detected = time.perf_counter()
-        if self.embedder is not None:
-            detections = self.embedder.embed(frames, detections)
-        embedded = time.perf_counter()
-        tracked = [
-            self.tracker(frame.camera_id).update(d) for frame, d in zip(frames, detections, strict=True)
-        ]
-        done = time.perf_counter()
-        per_frame = 1.0 / len(frames)  # batch stages are shared by the frames of the batch
-        self.latency["detect"].record((detected - start) * per_frame)
-        if self.embedder is not None:
-            self.latency["embed"].record((embedded - detected) * per_frame)
-        self.latency["track"].record((done - embedded) * per_frame)
-        self.latency["total"].record((done - start) * per_frame)
-        return tracked
+        started = time.perf_counter()
+        by_camera: dict[str, list[int]] = {}
+        for number, frame in enumerate(frames):
+            by_camera.setdefault(frame.camera_id, []).append(number)
+        tracked: list[Detections | None] = [None] * len(frames)
+        for camera_id, numbers in by_camera.items():
+            stage = self.stage(camera_id)
+            found = stage.perceive([frames[n] for n in numbers])
+            for number, detections in zip(numbers, found, strict=True):
+                tracked[number] = stage.track(detections).detections
+        per_frame = (time.perf_counter() - started) / len(frames)
+        for _ in frames:
+            self._total.record(per_frame)
+        return [d for d in tracked if d is not None]
 
     def run(self, frames: Iterable[Frame], *, batch_size: int = 1) -> Iterator[TrackedFrame]:
         """Process a stream of frames in batches of ``batch_size`` and yield each result."""
@@ -100,6 +109,17 @@ class Pipeline:
     def _emit(self, batch: list[Frame]) -> Iterator[TrackedFrame]:
         for frame, detections in zip(batch, self.process(batch), strict=True):
             yield TrackedFrame(frame, detections)
+
+    @property
+    def latency(self) -> dict[str, LatencyHistogram]:
+        """Per-stage latency per frame over every camera (``total``: the whole call, per frame)."""
+        merged = {stage: LatencyHistogram() for stage in STAGES}
+        for camera in self.stages.values():
+            for name, histogram in camera.stats.latency.items():
+                if name != "total":
+                    merged[name].merge(histogram)
+        merged["total"].merge(self._total)
+        return merged
 
     def latency_summary(self) -> dict[str, LatencySummary]:
         """Per-stage latency per frame (ms), stages that ran only."""

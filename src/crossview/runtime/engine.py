@@ -177,7 +177,7 @@ class CameraStage:
         self,
         source: FrameSource | None,
         detector: Detector,
-        embedder: Embedder,
+        embedder: Embedder | None,
         tracker: Tracker,
         *,
         camera_id: str | None = None,
@@ -216,10 +216,13 @@ class CameraStage:
             wanted = np.fromiter(self.classes, np.int64)
             found = [d[np.isin(d.class_id, wanted)] for d in found]
         detected = time.perf_counter()
-        embedded: list[Detections] = call("embedder", self.embedder.embed, frames, found)
-        done = time.perf_counter()
         for _ in frames:  # per frame, as the stage's figures are
             latency["detect"].record((detected - started) / len(frames))
+        if self.embedder is None:  # tracking alone (no association, no search)
+            return found
+        embedded: list[Detections] = call("embedder", self.embedder.embed, frames, found)
+        done = time.perf_counter()
+        for _ in frames:
             latency["embed"].record((done - detected) / len(frames))
         return embedded
 
