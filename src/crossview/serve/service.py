@@ -427,9 +427,12 @@ class Service:
             self._worker.join(timeout=max(self.config.drain_timeout_s, 1.0))
         # the trackers end with the process: the site stage takes every held frame and finishes
         # every track, which is then indexed
-        for tracked in self._order.release(()):
-            self.site.apply(tracked)
-        self.site.close()
+        try:
+            for tracked in self._order.release(()):
+                self.site.apply(tracked)
+            self.site.close()
+        except Exception:  # what is stored stays; the index and store are still closed cleanly
+            log.exception("site stage: the last frames were not associated")
         self._index_ended()
         # the index's own SQLite is its source of truth: a snapshot that fails now can wait
         with contextlib.suppress(Exception):
@@ -650,7 +653,12 @@ class Service:
         started = time.perf_counter()
         released = self._order.release(waiting)
         for tracked in released:
-            self.site.apply(tracked)
+            try:
+                self.site.apply(tracked)
+            except Exception:  # the frame is stored and tracked; its association must not stop ingest
+                log.exception(
+                    "site stage: camera %s frame %d was not associated", tracked.camera_id, tracked.index
+                )
         if released:
             self._timed("associate", started)
         for camera_id in sorted(self._pulled_ended):  # an ended source: its tracks end, once all are in
