@@ -28,7 +28,7 @@ from crossview.multicam.topology import CameraTopology, overlaps_from_geometry
 from crossview.runtime.engine import GROUND_XY, FinishedTrack, Sink, SiteStage, TrackedFrame
 from crossview.runtime.run import open_camera_source, run_site
 from crossview.runtime.sinks import MtmcSink
-from crossview.runtime.site import SiteFile, load_site, parse_site
+from crossview.runtime.site import SiteError, SiteFile, load_site, parse_site
 from crossview.search.faiss_index import FaissIndex
 from crossview.serve.store import ServiceStore
 from crossview.sim.site import SiteSpec, generate_site, render_site
@@ -488,3 +488,10 @@ def test_auto_fuses_only_a_connected_group_of_calibrated_overlapping_views() -> 
     assert not fused([*map(spec, cameras), {"id": "door", "source": "push"}])  # an uncalibrated one
     assert not fused([spec(c) for c in cameras], fusion={"mode": "tracklets"})
     assert fused([spec(c) for c in [*cameras, far]], fusion={"mode": "fusion"})
+    # the fusion's state is its live tracks: their life is bounded, and so is the instant
+    with pytest.raises(
+        SiteError, match=r"fusion.config.max_unseen_s: Input should be less than or equal to 600"
+    ):
+        parse_site({"cameras": [spec(cameras[0])], "fusion": {"config": {"max_unseen_s": 1e9}}})
+    with pytest.raises(SiteError, match=r"fusion.sync_s: Input should be less than or equal to 1"):
+        parse_site({"cameras": [spec(cameras[0])], "fusion": {"sync_s": 5}})

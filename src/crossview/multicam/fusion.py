@@ -116,7 +116,7 @@ class ClassModel(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    class_id: int = Field(description="the detector's class id (COCO: 0 person, 2 car)")
+    class_id: int = Field(ge=-1, le=2**31 - 1, description="the detector's class id (COCO: 0 person, 2 car)")
     foot_offset_m: float = Field(
         ge=0,
         allow_inf_nan=False,
@@ -196,6 +196,7 @@ class FusionConfig(BaseModel):
 
     classes: tuple[ClassModel, ...] = Field(
         default=(PERSON_MODEL, CAR_MODEL),
+        max_length=256,
         description="per class: where its boxes' feet land, how its height varies and how it moves. "
         "People (COCO 0: the near foot 0.15 m short, walking speeds, a second of heading) and cars "
         "(COCO 2: the near side 1.2 m short, faster, several seconds of heading) by default",
@@ -265,12 +266,14 @@ class FusionConfig(BaseModel):
     min_hits: int = Field(
         default=2,
         ge=1,
+        le=100,
         description="consecutive instants a new track must be seen before it gets a global id: one "
         "confirmation filters a false positive of one instant, which a fused view rarely repeats",
     )
     max_unseen_s: float = Field(
         default=1.5,
         gt=0,
+        le=600,  # the state is the live tracks: a bound on their life bounds it
         allow_inf_nan=False,
         description="seconds a confirmed track is kept after it was last seen, in site time so the "
         "same at 2 and at 60 fps: long enough to bridge a few instants missed in every view, short "

@@ -28,7 +28,9 @@ def validate(
     probe: Annotated[
         bool, typer.Option(help="Contact every stream camera: it must send a frame (of its declared size)")
     ] = False,
-    probe_timeout: Annotated[float, typer.Option(min=0.1, help="Seconds a probed stream has")] = 5.0,
+    probe_timeout: Annotated[
+        float, typer.Option(min=0.1, max=60.0, help="Seconds a probed stream has")
+    ] = 5.0,
 ) -> None:
     """Check a site file: every camera's source, frame size, calibration (fit and leave-one-out
     error), the ground it sees, and which views overlap. Streams are contacted with --probe.

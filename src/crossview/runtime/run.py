@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from crossview.core.camera import Camera
 from crossview.detect.base import Detector
@@ -43,18 +43,16 @@ from crossview.runtime.engine import CameraStage, CameraStats, RunResult, Sink, 
 from crossview.runtime.sinks import IndexSink, MotSink, MtmcSink, ThumbnailSink
 from crossview.runtime.site import CameraSpec, ImageFolderInput, SiteFile, StreamInput, VideoInput
 from crossview.runtime.views import SnapshotSink
-from crossview.track.base import Tracker
 from crossview.track.factory import make_tracker
 
 __all__ = [
     "DEFAULT_FPS",
     "camera_detector",
+    "camera_stage",
     "open_camera_source",
     "run_site",
-    "site_classes",
     "site_detector",
     "site_fusion",
-    "site_tracker",
 ]
 
 DEFAULT_FPS: Final = 25.0  # a source that states no frame rate
@@ -85,20 +83,38 @@ def camera_detector(site: SiteFile, spec: CameraSpec, detector: str) -> Detector
     return site_detector(site, detector, [spec])
 
 
-def site_tracker(site: SiteFile | None, fps: float, name: str | None = None) -> Tracker:
-    """A camera's tracker: ``name`` (default the site's) with the site's options, at ``fps``."""
-    options = {} if site is None else site.tracker.options
-    tracker = name or (site.tracker.name if site is not None else "sort")
-    return make_tracker(tracker, **{"frame_rate": float(fps), **options})
-
-
-def site_classes(site: SiteFile | None, detector: str) -> frozenset[int] | None:
-    """The classes a camera keeps of its detector's: the site's (None: all; the motion detector
-    names no classes, so it keeps all)."""
-    kind, _ = parse_spec(detector)
-    if site is None or kind == "motion" or not site.classes:
-        return None
-    return frozenset(site.classes)
+def camera_stage(
+    site: SiteFile | None,
+    camera_id: str,
+    source: FrameSource | None,
+    detector: Detector,
+    embedder: Embedder | None,
+    *,
+    detector_spec: str,
+    tracker: str | None = None,
+    default_fps: float = DEFAULT_FPS,
+    **options: Any,
+) -> CameraStage:
+    """A camera's stage as the site file sets it up, for ``crossview run`` and the service alike:
+    its tracker (``tracker``, default the site's, with the site's options) at the camera's frame
+    rate (declared, else its source's, else ``default_fps``), and the site's classes of the
+    detector's (none kept apart for the motion detector, which names no classes). ``options`` go
+    to ``CameraStage`` (``warn``, ``max_frames``, ``skip_blank``)."""
+    spec = site.camera(camera_id) if site is not None and camera_id in site.camera_ids else None
+    fps = (spec.fps if spec is not None else None) or getattr(source, "fps", None) or default_fps
+    name = tracker or (site.tracker.name if site is not None else "sort")
+    tracker_options = {} if site is None else site.tracker.options
+    kind, _ = parse_spec(detector_spec)
+    classes = None if site is None or kind == "motion" or not site.classes else frozenset(site.classes)
+    return CameraStage(
+        source,
+        detector,
+        embedder,
+        make_tracker(name, **{"frame_rate": float(fps), **tracker_options}),
+        camera_id=camera_id,
+        classes=classes,
+        **options,
+    )
 
 
 def site_fusion(
@@ -170,14 +186,16 @@ def run_site(
             continue
         if isinstance(spec.source, StreamInput):
             live.add(spec.id)
-        fps = spec.fps or getattr(source, "fps", None) or DEFAULT_FPS
+        detector_of_camera = camera_detector(site, spec, detector_spec)
         stages.append(
-            CameraStage(
+            camera_stage(
+                site,
+                spec.id,
                 source,
-                camera_detector(site, spec, detector_spec),
+                detector_of_camera,
                 shared_embedder,
-                site_tracker(site, fps, tracker_name),
-                classes=site_classes(site, detector_spec),
+                detector_spec=detector_spec,
+                tracker=tracker_name,
                 warn=note,
                 max_frames=max_frames,
             )

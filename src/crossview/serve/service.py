@@ -84,13 +84,7 @@ from crossview.runtime.engine import (
     TimeOrder,
     TrackedFrame,
 )
-from crossview.runtime.run import (
-    open_camera_source,
-    site_classes,
-    site_detector,
-    site_fusion,
-    site_tracker,
-)
+from crossview.runtime.run import camera_stage, open_camera_source, site_detector, site_fusion
 from crossview.runtime.sinks import track_entry
 from crossview.runtime.site import SiteFile, StreamInput
 from crossview.search.engine import Hit, RerankMethod, SearchEngine
@@ -271,6 +265,17 @@ class _Camera:
     offset: int
 
 
+@dataclass(slots=True)
+class _Pulled:
+    """A camera the service pulls itself: its thread, and where its source stands."""
+
+    thread: CameraThread
+    stream: bool  # a live stream is waited for only ``lateness_s``; a file while it plays
+    heard: float | None = None  # when its last frame came (monotonic)
+    stopped: str | None = None  # why its source ended (None: it runs)
+    ended: bool = False  # its tracks were ended once its last frame was in
+
+
 class _Recorder(Sink):
     """The service's sink of the site stage: global ids into the store, finished tracks to index."""
 
@@ -370,14 +375,6 @@ class Service:
         self.engine = SearchEngine(self.index, embedder)
         self._cameras: dict[str, _Camera] = {}
         self._pulled = self._pulled_cameras()
-        self._streams = frozenset(
-            spec.id
-            for spec in (site_file.cameras if site_file else [])
-            if isinstance(spec.source, StreamInput)
-        )
-        self._heard: dict[str, float] = {}  # pulled stream -> when its last frame came (monotonic)
-        self._running = set(self._pulled)  # pulled cameras whose source has not ended
-        self._pulled_ended: set[str] = set()  # ... and those that ended, until their tracks are ended
         self._wake = threading.Event()
         self._idle = threading.Event()
         self._stopping = threading.Event()
@@ -390,7 +387,6 @@ class Service:
         self.observers: list[Callable[[str, str, Detections], None]] = []
         # called by the worker with a camera's id once its state was freed (it went idle)
         self.camera_freed: list[Callable[[str], None]] = []
-        self.pulled_errors: dict[str, str] = {}  # pulled cameras that stopped, and why
 
     # ------------------------------------------------------------------------------- life cycle
     def start(self) -> None:
@@ -402,8 +398,8 @@ class Service:
         left = self.store.unindexed_ended({c: np.inf for c in self.store.last_timestamps()})
         self._ended.update(dict.fromkeys(track.id for track in left))
         self._index_ended()
-        for thread in self._pulled.values():
-            thread.start()
+        for camera in self._pulled.values():
+            camera.thread.start()
         self._worker = threading.Thread(target=self._run, name="crossview-ingest", daemon=True)
         self._worker.start()
         self._accepting = True
@@ -421,8 +417,8 @@ class Service:
         drained = self.wait_idle(self.config.drain_timeout_s)
         self._stopping.set()
         self._wake.set()
-        for thread in self._pulled.values():
-            thread.stop()
+        for camera in self._pulled.values():
+            camera.thread.stop()
         if self._worker is not None:
             self._worker.join(timeout=max(self.config.drain_timeout_s, 1.0))
         # the trackers end with the process: the site stage takes every held frame and finishes
@@ -648,7 +644,9 @@ class Service:
         waiting = self.admission.recent(lateness)
         now = time.monotonic()
         waiting.update(  # files are waited for while they play; live streams for ``lateness_s``
-            c for c in self._running if c not in self._streams or now - self._heard.get(c, now) < lateness
+            camera_id
+            for camera_id, camera in self._pulled.items()
+            if camera.stopped is None and (not camera.stream or now - (camera.heard or now) < lateness)
         )
         started = time.perf_counter()
         released = self._order.release(waiting)
@@ -661,10 +659,10 @@ class Service:
                 )
         if released:
             self._timed("associate", started)
-        for camera_id in sorted(self._pulled_ended):  # an ended source: its tracks end, once all are in
-            if not self._order.pending(camera_id):
+        for camera_id, camera in self._pulled.items():  # an ended source: its tracks end, once all in
+            if camera.stopped is not None and not camera.ended and not self._order.pending(camera_id):
                 self.site.end_camera(camera_id)
-                self._pulled_ended.discard(camera_id)
+                camera.ended = True
 
     def _attempt(self, batch_id: int, camera_id: str, payload: dict[str, Any]) -> bool:
         """Process one batch; False when it must wait for the models (it stays queued)."""
@@ -696,62 +694,62 @@ class Service:
     def _camera(self, camera_id: str) -> _Camera:
         camera = self._cameras.get(camera_id)
         if camera is None:
-            stage = self._pulled[camera_id].stage if camera_id in self._pulled else self._stage(camera_id)
+            pulled = self._pulled.get(camera_id)
+            stage = pulled.thread.stage if pulled is not None else self._stage(camera_id)
             camera = self._cameras[camera_id] = _Camera(stage, self.store.track_offset(camera_id))
         return camera
 
     def _stage(self, camera_id: str) -> CameraStage:
-        """A pushed camera's stage as the site file sets it up (its frame rate, the site's tracker
-        options and classes), or with the service's defaults for a camera the site does not name."""
-        site = self.config.site.file
-        spec = None if site is None or camera_id not in site.camera_ids else site.camera(camera_id)
-        fps = (spec.fps if spec is not None else None) or self.config.frame_rate
-        return CameraStage(
+        """A pushed camera's stage as the site file sets it up (or with the service's defaults for a
+        camera the site does not name)."""
+        return camera_stage(
+            self.config.site.file,
+            camera_id,
             None,
             self.detector,
             self.embedder,
-            site_tracker(site, fps, self.config.tracker),
-            camera_id=camera_id,
-            classes=site_classes(site, self.config.detector),
+            detector_spec=self.config.detector,
+            tracker=self.config.tracker,
+            default_fps=self.config.frame_rate,
             skip_blank=False,
         )
 
-    def _pulled_cameras(self) -> dict[str, CameraThread]:
+    def _pulled_cameras(self) -> dict[str, _Pulled]:
         """The site's cameras with a source to pull (video, image folder, stream), each run by its
         own stage in a thread (started with the service)."""
         site = self.config.site.file
         if site is None:
             return {}
-        threads = {}
+        pulled = {}
         for spec in site.cameras:
             source = open_camera_source(site, spec)
             if source is None:
                 continue
-            fps = spec.fps or getattr(source, "fps", None) or self.config.frame_rate
-            stage = CameraStage(
+            stage = camera_stage(
+                site,
+                spec.id,
                 source,
                 self.detector,
                 self.embedder,
-                site_tracker(site, fps, self.config.tracker),
-                classes=site_classes(site, self.config.detector),
+                detector_spec=self.config.detector,
+                tracker=self.config.tracker,
+                default_fps=self.config.frame_rate,
             )
-            threads[spec.id] = CameraThread(stage, queue_size=16)
-        return threads
+            pulled[spec.id] = _Pulled(CameraThread(stage), stream=isinstance(spec.source, StreamInput))
+        return pulled
 
     def _take_pulled(self, limit: int = 64) -> list[TrackedFrame]:
         """The tracked frames the pulled cameras have ready (at most ``limit`` each)."""
         taken: list[TrackedFrame] = []
-        for camera_id, thread in list(self._pulled.items()):
-            for _ in range(limit):
-                message = thread.get(timeout=0)
+        for camera in self._pulled.values():
+            for _ in range(limit if camera.stopped is None else 0):
+                message = camera.thread.get(timeout=0)
                 if message is None:
                     break
                 if isinstance(message, Ended):
-                    self._running.discard(camera_id)
-                    self._pulled_ended.add(camera_id)
-                    self.pulled_errors[camera_id] = message.error or "its source ended"
+                    camera.stopped = message.error or "its source ended"
                     break
-                self._heard[camera_id] = time.monotonic()
+                camera.heard = time.monotonic()
                 taken.append(message)
         return taken
 
@@ -952,11 +950,11 @@ class Service:
         and why it stopped (an ended file, or the error of a stream that gave up)."""
         return {
             camera_id: {
-                "frames": thread.stage.stats.frames,
-                "running": camera_id in self._running,
-                "stopped": self.pulled_errors.get(camera_id),
+                "frames": camera.thread.stage.stats.frames,
+                "running": camera.stopped is None,
+                "stopped": camera.stopped,
             }
-            for camera_id, thread in self._pulled.items()
+            for camera_id, camera in self._pulled.items()
         }
 
     @property
