@@ -20,6 +20,10 @@ Ways to give global ids to the boxes of overlapping calibrated views, on the sam
   direction, each box adds its own noise; averaged over a tracklet it is nearly an oracle;
 - **tracklets + ReID with views**: the same, and each camera also sees each person a little
   differently (viewpoint, light), which averaging does not remove: a good real embedder.
+- **auto**, **auto + ReID with views**: the runtime as a site file's default ``fusion: auto``
+  sets it up: each connected group of overlapping calibrated views fused on the ground, its ground
+  tracks joined with the other cameras' tracks (and with each other) by the same association;
+  without appearance and with the good embedder.
 
 Inputs:
 
@@ -68,11 +72,11 @@ from crossview.core.frame import Frame  # noqa: E402
 from crossview.eval.mtmc import evaluate_mtmc  # noqa: E402
 from crossview.io.formats.mtmc import MtmcTable  # noqa: E402
 from crossview.io.formats.ucla import load_ucla_cameras, load_ucla_ground_truth  # noqa: E402
-from crossview.multicam.association import AssociationConfig  # noqa: E402
 from crossview.multicam.fusion import GroundFusion  # noqa: E402
 from crossview.multicam.topology import CameraTopology, overlaps_from_geometry  # noqa: E402
 from crossview.runtime.engine import SiteStage, TrackedFrame  # noqa: E402
 from crossview.runtime.sinks import MtmcSink  # noqa: E402
+from crossview.runtime.site import parse_site  # noqa: E402
 from crossview.track.factory import make_tracker  # noqa: E402
 from tests.multicam.test_fusion import Noise, observe, walk  # noqa: E402
 
@@ -160,19 +164,25 @@ def appearance(scene: Scene, view_spread: float, seed: int = 0) -> list[dict[str
     return out
 
 
-def run_tracklets(scene: Scene) -> MtmcTable:
+def run_tracklets(scene: Scene, fuse: bool = False) -> MtmcTable:
+    """Per-camera SORT, then the runtime's site stage; with ``fuse``, as ``fusion: auto`` sets it up:
+    each connected group of overlapping calibrated views fused, the rest joined as tracklets."""
     calibrated = [camera for camera in scene.cameras if camera.has_ground_calibration]
     topology = CameraTopology(
         cameras=tuple(camera.id for camera in scene.cameras), overlaps=overlaps_from_geometry(calibrated)
     )
+    site_file = parse_site({"cameras": [{"id": camera.id, "source": "push"} for camera in scene.cameras]})
+    by_id = {camera.id: camera for camera in calibrated}
+    groups = site_file.fusion_groups(calibrated, topology) if fuse else []
     sink = MtmcSink(keep=True)
     site = SiteStage(
-        {camera.id: camera for camera in calibrated},
+        by_id,
         topology,
-        AssociationConfig(max_cost=0.25, linkage="single"),
+        site_file.association,
         sinks=[sink],
         min_samples=5,
         classify_by_size=False,
+        fusion=[GroundFusion([by_id[name] for name in group]) for group in groups],
     )
     trackers = {camera.id: make_tracker("sort", frame_rate=scene.fps) for camera in scene.cameras}
     images = {camera.id: np.zeros((camera.height, camera.width, 3), np.uint8) for camera in scene.cameras}
@@ -198,6 +208,10 @@ METHODS: dict[str, Callable[[Scene], MtmcTable]] = {
     "tracklets + ReID": lambda scene: run_tracklets(replace(scene, instants=appearance(scene, 0.0))),
     "tracklets + ReID with views": lambda scene: run_tracklets(
         replace(scene, instants=appearance(scene, 0.75))
+    ),
+    "auto": lambda scene: run_tracklets(scene, fuse=True),
+    "auto + ReID with views": lambda scene: run_tracklets(
+        replace(scene, instants=appearance(scene, 0.75)), fuse=True
     ),
 }
 

@@ -368,7 +368,8 @@ def test_a_real_room_gives_each_person_one_identity_across_its_views(tmp_path: P
         seen.setdefault(identity, set()).add(table.camera_names[camera])
         rows[identity] = rows.get(identity, 0) + 1
     # four calibrated views of one room: 'auto' fuses them on the ground
-    assert result.site.fusion is not None and any("ground fusion" in w for w in result.warnings)
+    assert [group.id for group in result.site.groups] == ["cam01+cam02+cam03+cam04"]
+    assert any("fused on the ground" in w for w in result.warnings)
     # the two actors, each in all four views, and the bystander in the two that see him, hold
     # nearly every row (the rest: short fragments where views of one actor disagree)
     main = sorted(rows, key=rows.__getitem__)[-3:]
@@ -455,7 +456,7 @@ def test_overlapping_views_are_fused_on_the_ground_by_the_site_stage() -> None:
             site.association,
             sinks=[outputs],
             min_samples=2,
-            fusion=GroundFusion(cameras) if fused else None,
+            fusion=[GroundFusion(cameras)] if fused else [],
         )
         trackers = {c.id: make_tracker("sort", frame_rate=2.0) for c in cameras}
         for tracked in frames:
@@ -467,31 +468,36 @@ def test_overlapping_views_are_fused_on_the_ground_by_the_site_stage() -> None:
     assert scores[True] > 0.8 and scores[True] > scores[False] + 0.3, scores
 
 
-def test_auto_fuses_only_a_connected_group_of_calibrated_overlapping_views() -> None:
-    cameras = [
+def test_auto_fuses_each_connected_group_of_calibrated_overlapping_views() -> None:
+    square = [
         look_at_camera(f"c{n}", 640, 480, 60, position=(x, -8.0, 4.0), target=(0, 0, 0))
         for n, x in enumerate((-3.0, 0.0, 3.0))
     ]
     far = look_at_camera("far", 640, 480, 60, position=(200.0, -8.0, 4.0), target=(200.0, 0.0, 0.0))
+    yard = [
+        look_at_camera(f"y{n}", 640, 480, 60, position=(x, 92.0, 4.0), target=(100.0, 100.0, 0.0))
+        for n, x in enumerate((98.0, 102.0))
+    ]
 
     def spec(camera: Camera) -> dict[str, object]:
         pose = {"K": camera.intrinsics, "R": camera.rotation, "t": camera.translation}
         return {"id": camera.id, "source": "push", "resolution": [640, 480], "calibration": pose}
 
-    def fused(specs: list[dict[str, object]], **extra: object) -> bool:
+    def groups(specs: list[dict[str, object]], **extra: object) -> list[tuple[str, ...]]:
         site = parse_site({"cameras": specs, **extra})
         calibrated = site.calibrated_cameras()
-        return site.fused(calibrated, site.topology_of(calibrated))
+        return site.fusion_groups(calibrated, site.topology_of(calibrated))
 
-    assert fused([spec(c) for c in cameras])  # one square, three views of it
-    assert not fused([spec(c) for c in [*cameras, far]])  # a camera elsewhere: tracklets
-    assert not fused([*map(spec, cameras), {"id": "door", "source": "push"}])  # an uncalibrated one
-    assert not fused([spec(c) for c in cameras], fusion={"mode": "tracklets"})
-    assert fused([spec(c) for c in [*cameras, far]], fusion={"mode": "fusion"})
+    assert groups([spec(c) for c in square]) == [("c0", "c1", "c2")]  # one square, three views of it
+    # a camera elsewhere and an uncalibrated one are joined as tracklets; a second square is fused apart
+    mixed = [spec(far), *map(spec, yard), {"id": "door", "source": "push"}, *map(spec, square)]
+    assert groups(mixed) == [("y0", "y1"), ("c0", "c1", "c2")]
+    assert groups([spec(c) for c in square], fusion={"mode": "tracklets"}) == []
+    assert groups([spec(c) for c in [*square, far]], fusion={"mode": "fusion"}) == [("c0", "c1", "c2", "far")]
     # the fusion's state is its live tracks: their life is bounded, and so is the instant
     with pytest.raises(
         SiteError, match=r"fusion.config.max_unseen_s: Input should be less than or equal to 600"
     ):
-        parse_site({"cameras": [spec(cameras[0])], "fusion": {"config": {"max_unseen_s": 1e9}}})
+        parse_site({"cameras": [spec(square[0])], "fusion": {"config": {"max_unseen_s": 1e9}}})
     with pytest.raises(SiteError, match=r"fusion.sync_s: Input should be less than or equal to 1"):
-        parse_site({"cameras": [spec(cameras[0])], "fusion": {"sync_s": 5}})
+        parse_site({"cameras": [spec(square[0])], "fusion": {"sync_s": 5}})

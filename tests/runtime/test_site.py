@@ -245,7 +245,11 @@ def test_validation_reports_fits_ground_and_overlaps(tmp_path: Path) -> None:
     assert by_id["dock"].warnings[0].startswith("no calibration")
     assert [(a, b) for a, b, _ in report.overlaps] == [("four", "gate"), ("four", "yard"), ("gate", "yard")]
     assert any("camera 'dock' overlaps 'gate' but has no calibration" in w for w in report.warnings)
-    assert report.identities.startswith("tracklet association (fusion.mode auto")  # 'dock' is not calibrated
+    # the three overlapping calibrated views are fused; 'dock' (no calibration) and 'sky' join as tracklets
+    assert (
+        report.identities
+        == "ground fusion of gate + yard + four; joined by tracklet association with sky, dock"
+    )
     assert not report.ok and "not usable" in report.text()
 
 
@@ -328,7 +332,7 @@ def test_a_real_calibrated_room_validates_with_every_pair_of_views_overlapping(t
     assert report.ok, report.text()
     assert all(camera.camera is not None and camera.camera.width == 1088 for camera in report.cameras)
     assert len(report.overlaps) == 6  # one room: every pair of the four views shares floor
-    assert report.identities.startswith("ground fusion of 4 overlapping views")
+    assert report.identities == "ground fusion of cam01 + cam02 + cam03 + cam04"
     assert "identities across cameras: ground fusion" in report.text()
     for camera, spec in zip(report.cameras, calibration["cameras"], strict=True):
         centre = spec["centre"]

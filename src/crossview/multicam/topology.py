@@ -229,6 +229,33 @@ class CameraTopology(BaseModel):
             if camera not in self.cameras:
                 raise ValueError(f"unknown camera {camera!r}; the topology has {list(self.cameras)}")
 
+    def grouped(self, units: Mapping[str, str]) -> CameraTopology:
+        """This topology with groups of cameras taken as one camera each (the site stage's fused
+        groups): ``units`` maps a camera to its group's id; cameras it leaves out stay as they are.
+        Overlaps inside a group go; one with a camera outside becomes the group's. A transition
+        inside a group becomes the group's window to itself (leaving its view and coming back), and
+        windows that now join the same two units become one spanning them all.
+
+        >>> topology = CameraTopology.model_validate(
+        ...     {"cameras": ["a", "b", "c"], "overlaps": [["a", "b"]],
+        ...      "transitions": {"a->c": [5, 10], "b->c": [8, 20]}})
+        >>> merged = topology.grouped({"a": "a+b", "b": "a+b"})
+        >>> merged.cameras, sorted(merged.overlaps), dict(merged.transitions)
+        (('a+b', 'c'), [], {('a+b', 'c'): (5.0, 20.0)})
+        """
+        unit = {camera: units.get(camera, camera) for camera in self.cameras}
+        clash = sorted(set(units.values()) & (set(self.cameras) - set(units)))
+        if clash:
+            raise ValueError(f"group ids {clash} are also the ids of cameras outside the groups")
+        cameras = tuple(dict.fromkeys(unit.values()))
+        overlaps = {(unit[a], unit[b]) for a, b in self.overlaps if unit[a] != unit[b]}
+        windows: dict[CameraPair, Window] = {}
+        for (a, b), (low, high) in self.transitions.items():
+            pair = (unit[a], unit[b])
+            known = windows.get(pair)
+            windows[pair] = (low, high) if known is None else (min(known[0], low), max(known[1], high))
+        return CameraTopology(cameras=cameras, overlaps=frozenset(overlaps), transitions=windows)
+
     def overlapping(self, a: str, b: str) -> bool:
         """Whether two different cameras see common ground (a camera is not said to overlap itself)."""
         self._require(a, b)

@@ -201,9 +201,46 @@ class TrackletBuilder:
             )
             ground = self.locator.locate(rows.xyxy, classes)
         located[tracked] = ground
+        frame = int(detections.frame_index if detections.frame_index is not None else -1)
+        self._add(float(timestamp), frame, rows, ground, classes, clear)
+        return located
+
+    def add_located(self, timestamp: float, rows: Detections, ground: FloatArray) -> None:
+        """Add rows located elsewhere (``ground``: ``(N, 2)`` metres), one per track, with their
+        ``tracker_id``, ``embedding``, ``confidence`` and ``class_id``: a fused group's ground tracks,
+        each the merged views of one object at one instant. Their boxes count as whole."""
+        if not timestamp > self._last_time:
+            raise ValueError(
+                f"{self.camera.id!r}: timestamps out of order ({self._last_time} then {timestamp})"
+            )
+        if rows.embedding is None:
+            raise ValueError(f"{self.camera.id!r}: located rows need embeddings")
+        if len(np.unique(rows.tracker_id)) != len(rows) or np.any(rows.tracker_id < 0):
+            raise ValueError(f"{self.camera.id!r}: located rows need one distinct track id each")
+        self._last_time = timestamp
+        frame = int(rows.frame_index if rows.frame_index is not None else -1)
+        self._add(
+            timestamp,
+            frame,
+            rows,
+            np.asarray(ground, np.float64),
+            rows.class_id.astype(np.int64),
+            np.ones(len(rows), bool),
+        )
+
+    def _add(
+        self,
+        timestamp: float,
+        frame: int,
+        rows: Detections,
+        ground: FloatArray,
+        classes: NDArray[np.int64],
+        clear: NDArray[np.bool_],
+    ) -> None:
+        assert rows.embedding is not None
         for row in range(len(rows)):
             track = self._tracks.setdefault(int(rows.tracker_id[row]), _Track())
-            track.times.append(float(timestamp))
+            track.times.append(timestamp)
             track.ground.append(ground[row])
             vector = rows.embedding[row].astype(np.float64)
             weighted = float(rows.confidence[row]) * vector
@@ -214,9 +251,8 @@ class TrackletBuilder:
                 track.plain += vector
             track.classes.append(int(classes[row]))
             track.boxes.append(rows.xyxy[row])
-            track.frames.append(int(detections.frame_index if detections.frame_index is not None else -1))
+            track.frames.append(frame)
             track.clear.append(bool(clear[row]))
-        return located
 
     def class_of(self, track_id: int, min_whole: int = 3) -> int:
         """The majority class of a track's whole boxes (of all its boxes if fewer than ``min_whole``).

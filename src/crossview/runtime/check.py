@@ -325,17 +325,18 @@ def _identities(site: SiteFile, reports: list[CameraReport], overlaps: list[tupl
     """Which way a run joins identities (``fusion.mode``, and what ``auto`` makes of this site)."""
     cameras = [report.camera for report in reports if report.camera is not None and not report.problems]
     topology = site.camera_topology([(a, b) for a, b, _ in overlaps])
-    mode = site.fusion.mode
-    if site.fused(cameras, topology):
-        why = (
-            "every camera is calibrated and the views overlap as one group"
-            if mode == "auto"
-            else "fusion.mode"
-        )
-        return f"ground fusion of {len(cameras)} overlapping views ({why})"
-    if mode == "auto":
-        return "tracklet association (fusion.mode auto: the views are not all calibrated and overlapping)"
-    return "tracklet association (fusion.mode)"
+    groups = site.fusion_groups(cameras, topology)
+    fused = {name for group in groups for name in group}
+    alone = [spec.id for spec in site.cameras if spec.id not in fused]
+    if not groups:
+        why = "fusion.mode" if site.fusion.mode == "tracklets" else "no calibrated views overlap"
+        return f"tracklet association of every camera ({why})"
+    parts = [f"ground fusion of {' + '.join(group)}" for group in groups]
+    if alone:
+        parts.append(f"joined by tracklet association with {', '.join(alone)}")
+    elif len(groups) > 1:
+        parts.append("the groups joined by tracklet association")
+    return "; ".join(parts)
 
 
 def _probe_streams(site: SiteFile, reports: dict[str, CameraReport], timeout_s: float) -> None:

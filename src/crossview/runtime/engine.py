@@ -20,10 +20,13 @@
   does not depend on how the threads were scheduled: one input always gives the same global
   ids. It waits for every running camera's next message; a live stream that is silent for
   ``lateness_s`` is not waited for.
-  - Each tracked frame updates its camera's ``TrackletBuilder``.
-  - Every ``period_s`` of site time, the tracklets confirmed since (``min_samples`` rows) get a
-    global id (``OnlineAssociator``), and the assigned ones are refreshed; when a refresh moves
-    a tracklet to another identity, the sinks are told again (a correction).
+  - Each tracked frame updates its camera's ``TrackletBuilder``. The frames of a group of
+    overlapping calibrated views are first fused on the ground, one instant at a time
+    (``GroundFusion``): each row then views a ground track, and the ground tracks are the
+    tracklets of the group, as of one wide camera.
+  - Every ``period_s`` of site time, the tracklets confirmed since (``min_samples`` rows) of every
+    camera and group get a global id (``OnlineAssociator``), and the assigned ones are refreshed;
+    when a refresh moves a tracklet to another identity, the sinks are told again (a correction).
   - A track not seen for ``end_after_s`` is finished: handed to the sinks with its rows and
     global id (a service indexes it then). It stays in its tracklet, refreshed and open to
     corrections of its identity, until it is not seen for ``forget_after_s`` (by default the
@@ -280,15 +283,32 @@ class CameraStage:
         return not blank
 
 
+@dataclass(slots=True)
+class _Group:
+    """Overlapping calibrated views fused on the ground, one unit of association: its ground tracks
+    are the tracklets of one wide view named ``id`` (its cameras' ids joined by ``+``)."""
+
+    id: str
+    fusion: GroundFusion
+    tracks: TrackletBuilder  # the ground tracks: fused positions, the views' appearance
+    instant: dict[str, TrackedFrame] = field(default_factory=dict)  # the frames being gathered
+
+
 class SiteStage:
     """Tracklets per camera, global ids every ``period_s`` of site time, finished tracks to sinks.
 
-    Global ids come one of two ways. By default each camera's tracks are joined across cameras
-    (``OnlineAssociator``). With ``fusion`` (a ``GroundFusion`` over the site's overlapping
-    calibrated views), the frames of one instant (within ``sync_s`` of each other, one per camera)
-    are fused on the ground instead, and every row takes its ground track's id: a camera's
-    "tracks" are then its views of the ground tracks (``tracker_id`` = ``global_id`` for the sinks),
-    and cameras outside the fusion get no global id.
+    Global ids are made two ways at once (``FusionSpec`` says when each is right):
+
+    - each camera outside ``fusion`` is one unit of association: its tracks are its tracklets;
+    - each ``GroundFusion`` of ``fusion`` (a group of overlapping calibrated views) is one unit: the
+      frames of one instant (within ``sync_s`` of each other, one per camera) are fused on the
+      ground, and each ground track, with its fused positions and its views' appearance, is a
+      tracklet of the group. A camera's tracks are then its views of the ground tracks
+      (``tracker_id`` = the ground track's id in the group).
+
+    The units' tracklets are joined across units (and within one: re-entries) by the
+    ``OnlineAssociator``, over the topology with each group taken as one camera
+    (``CameraTopology.grouped``). Every row takes its unit tracklet's global id.
     """
 
     def __init__(
@@ -304,7 +324,7 @@ class SiteStage:
         end_after_s: float | None = None,
         memory_s: float = 3600.0,
         classify_by_size: bool = True,
-        fusion: GroundFusion | None = None,
+        fusion: Sequence[GroundFusion] = (),
         sync_s: float = 0.05,
     ) -> None:
         if period_s <= 0 or forget_after_s <= 0 or min_samples < 1:
@@ -312,35 +332,43 @@ class SiteStage:
         if memory_s < forget_after_s:
             raise ValueError(f"memory_s ({memory_s}) must be at least forget_after_s ({forget_after_s})")
         self.cameras = dict(cameras)
-        self.associator = OnlineAssociator(topology, association)
+        self.groups = [
+            _Group(name, group, TrackletBuilder(Camera(id=name, width=1, height=1), classify_by_size=False))
+            for group in fusion
+            for name in ["+".join(camera.id for camera in group.cameras)]
+        ]
+        self._group_of: dict[str, _Group] = {}
+        for group in self.groups:
+            for camera in group.fusion.cameras:
+                if camera.id in self._group_of:
+                    raise ValueError(f"camera {camera.id!r} is in two fused groups")
+                self._group_of[camera.id] = group
+        units = {camera_id: group.id for camera_id, group in self._group_of.items()}
+        self.associator = OnlineAssociator(None if topology is None else topology.grouped(units), association)
         self.sinks = list(sinks)
         self.min_samples = min_samples
         self.period_s = period_s
         self.forget_after_s = forget_after_s
         self.end_after_s = forget_after_s if end_after_s is None else min(end_after_s, forget_after_s)
         self._ended: set[tuple[str, int]] = set()  # tracks handed to the sinks, not yet dropped
+        self._told: dict[tuple[str, int], int] = {}  # the global id the sinks were last told of a track
         self.memory_s = memory_s
         self.classify_by_size = classify_by_size
         self.builders: dict[str, TrackletBuilder] = {}
         self.latency = LatencyHistogram()
         self.now = -np.inf
         self._next_tick: float | None = None
-        self.fusion = fusion
         self.sync_s = sync_s
-        self._fused = frozenset() if fusion is None else frozenset(c.id for c in fusion.cameras)
-        self._instant: dict[str, TrackedFrame] = {}  # the frames of the instant being gathered
-        self._announced: set[tuple[str, int]] = set()  # fused: (camera, global id) told to sinks
 
     @property
     def identities(self) -> int:
         """Global ids given so far."""
-        return self.associator.identities if self.fusion is None else self.fusion.identities
+        return self.associator.identities
 
     def global_id(self, camera_id: str, track_id: int) -> int | None:
-        """The global id of a camera's track (fused: the track id is its global id)."""
-        if self.fusion is not None:
-            return track_id if camera_id in self._fused else None
-        return self.associator.global_id(camera_id, track_id)
+        """The global id of a camera's track (in a fused group: of the ground track it views)."""
+        group = self._group_of.get(camera_id)
+        return self.associator.global_id(camera_id if group is None else group.id, track_id)
 
     def apply(self, tracked: TrackedFrame) -> None:
         """One camera's tracked frame, in site time order (association runs first when it is due)."""
@@ -351,21 +379,17 @@ class SiteStage:
             self.tick()
             self._next_tick += self.period_s
         self.now = max(self.now, tracked.timestamp)
-        if self.fusion is None:
+        group = self._group_of.get(tracked.camera_id)
+        if group is None:
             self._emit(tracked)
-        elif tracked.camera_id in self._fused:
-            instant = self._instant
-            if instant and (
-                tracked.camera_id in instant
-                or tracked.timestamp - next(iter(instant.values())).timestamp > self.sync_s
-            ):
-                self._fuse()
-            self._instant[tracked.camera_id] = tracked
-        else:  # not in the fusion: tracked, no global id
-            detections = tracked.detections
-            self._emit(
-                replace(tracked, detections=detections.replace(global_id=np.full(len(detections), -1)))
-            )
+            return
+        instant = group.instant
+        if instant and (
+            tracked.camera_id in instant
+            or tracked.timestamp - min(frame.timestamp for frame in instant.values()) > self.sync_s
+        ):
+            self._fuse(group)
+        group.instant[tracked.camera_id] = tracked
 
     def _emit(self, tracked: TrackedFrame) -> None:
         """Add a frame to its camera's tracklets and hand it, located and labelled, to the sinks."""
@@ -374,82 +398,106 @@ class SiteStage:
             ground = self._builder(tracked).update(detections)
         else:  # pushed detections without embeddings: stored and tracked, not associated
             ground = np.full((len(detections), 2), np.nan)
-        if self.fusion is None:
-            detections = self._located(tracked.camera_id, detections, ground)
-        elif GROUND_XY not in detections.data:  # a camera outside the fusion
-            detections = detections.replace(data={**detections.data, GROUND_XY: ground})
-        tracked = replace(tracked, detections=detections)
+        tracked = replace(tracked, detections=self._located(tracked.camera_id, detections, ground))
         for sink in self.sinks:
             sink.frame(tracked)
 
-    def _fuse(self) -> None:
-        """Fuse the gathered instant: each row takes its ground track's id and position."""
-        frames, self._instant = self._instant, {}
-        assert self.fusion is not None
+    def _fuse(self, group: _Group) -> None:
+        """Fuse a group's gathered instant: each row views a ground track (its ``tracker_id``) and
+        is placed where its view put it; the ground tracks seen add to the group's tracklets."""
+        frames, group.instant = group.instant, {}
         when = min(tracked.timestamp for tracked in frames.values())
-        fused = self.fusion.update(when, {c: tracked.detections for c, tracked in frames.items()})
-        for camera_id, tracked in frames.items():
-            ids = fused.global_ids[camera_id]
-            detections = tracked.detections.replace(
-                tracker_id=ids,
-                global_id=ids,
+        fused = group.fusion.update(when, {c: tracked.detections for c, tracked in frames.items()})
+        views = {
+            camera_id: tracked.detections.replace(
+                tracker_id=fused.global_ids[camera_id],
                 data={**tracked.detections.data, GROUND_XY: fused.ground[camera_id]},
             )
-            self._emit(replace(tracked, detections=detections))
+            for camera_id, tracked in frames.items()
+        }
+        seen = [v[v.tracker_id >= 0] for v in views.values() if v.embedding is not None]
+        rows = Detections.concatenate(seen) if seen else Detections.empty()
+        if len(rows):  # one row per ground track: where the fusion put it, its views' appearance
+            ids, view_of = np.unique(rows.tracker_id, return_inverse=True)
+            assert rows.embedding is not None
+            weight = np.maximum(rows.confidence.astype(np.float64), 1e-6)
+            appearance = np.zeros((len(ids), rows.embedding.shape[1]))
+            np.add.at(appearance, view_of, weight[:, None] * rows.embedding)
+            appearance /= np.bincount(view_of, weight)[:, None]
+            confidence = np.zeros(len(ids), np.float32)
+            np.maximum.at(confidence, view_of, rows.confidence)
+            slot = np.searchsorted(fused.track_ids, ids)  # every viewed track is a confirmed one
+            group.tracks.add_located(
+                when,
+                Detections(
+                    np.zeros((len(ids), 4), np.float32),
+                    confidence,
+                    fused.class_ids[slot],
+                    tracker_id=ids,
+                    embedding=appearance.astype(np.float32),
+                    camera_id=group.id,
+                    timestamp=when,
+                ),
+                fused.positions[slot],
+            )
+        for camera_id, tracked in frames.items():
+            self._emit(replace(tracked, detections=views[camera_id]))
 
     def _located(self, camera_id: str, detections: Detections, ground: NDArray[np.float64]) -> Detections:
         """The detections with what the site knows of them: ``global_id`` where the row's track
         has one by now (-1 before its tracklet is confirmed and associated) and ``data["ground_xy"]``,
-        its position in site metres (NaN where not located)."""
-        known = self.associator.global_id
-        ids = [-1 if t < 0 else known(camera_id, t) for t in detections.tracker_id.tolist()]
+        its position in site metres (NaN where not located; a fused view's own, when it has one)."""
+        ids = [-1 if t < 0 else self.global_id(camera_id, t) for t in detections.tracker_id.tolist()]
         global_id = np.array([-1 if g is None else g for g in ids], np.int64)
-        return detections.replace(global_id=global_id, data={**detections.data, GROUND_XY: ground})
+        data = detections.data if GROUND_XY in detections.data else {**detections.data, GROUND_XY: ground}
+        return detections.replace(global_id=global_id, data=data)
 
     def tick(self) -> None:
-        """Give the newly confirmed tracklets global ids, refresh the assigned ones (telling the
-        sinks of any id a refresh corrected), finish old tracks."""
+        """Give the newly confirmed tracklets of every unit global ids, refresh the assigned ones,
+        tell the sinks of every camera track's id, new or corrected; finish old tracks."""
         started = time.perf_counter()
-        if self.fusion is not None:
-            self._announce()
-            self._finish(self.now - self.end_after_s, self.now - self.forget_after_s)
-            self.latency.record(time.perf_counter() - started)
-            return
+        units = [b for c, b in self.builders.items() if c not in self._group_of]
+        units += [group.tracks for group in self.groups]
         fresh: list[Tracklet] = []
         known: list[Tracklet] = []
-        for builder in self.builders.values():
+        for builder in units:
             for tracklet in builder.tracklets(min_samples=self.min_samples):
                 is_new = self.associator.global_id(tracklet.camera_id, tracklet.track_id) is None
                 (fresh if is_new else known).append(tracklet)
-        before = self.associator.assignments()
         for tracklet in known:
             self.associator.update(tracklet)
-        for tracklet, now in self.associator.moved(before):  # later evidence proved an id wrong
-            for sink in self.sinks:
-                sink.assigned(tracklet, now)
         fresh.sort(key=lambda t: t.t_start)
-        for tracklet, global_id in zip(fresh, self.associator.assign(fresh), strict=True):
-            for sink in self.sinks:
-                sink.assigned(tracklet, global_id)
+        self.associator.assign(fresh)
+        groups = {group.id for group in self.groups}
+        views = [t for t in [*known, *fresh] if t.camera_id not in groups]  # the cameras' own
+        for camera_id, builder in self.builders.items():  # and the fused cameras' views
+            if camera_id in self._group_of:
+                views += builder.tracklets(min_samples=self.min_samples)
+        self._tell(views)
         self._finish(self.now - self.end_after_s, self.now - self.forget_after_s)
         self.associator.forget_before(self.now - self.memory_s)
         self.latency.record(time.perf_counter() - started)
 
-    def _announce(self) -> None:
-        """Fused: tell the sinks of each camera's view of a ground track once it has ``min_samples``."""
-        for camera_id, builder in self.builders.items():
-            if camera_id not in self._fused:
-                continue
-            for tracklet in builder.tracklets(min_samples=self.min_samples):
-                if tracklet.key not in self._announced:
-                    self._announced.add(tracklet.key)
-                    for sink in self.sinks:
-                        sink.assigned(tracklet, tracklet.track_id)
+    def _tell(self, tracklets: Sequence[Tracklet]) -> None:
+        """Tell the sinks the global id of each camera tracklet whose id is new or changed:
+        corrections first, then new ones, earliest first."""
+        news = []
+        for tracklet in tracklets:
+            number = self.global_id(tracklet.camera_id, tracklet.track_id)
+            told = self._told.get(tracklet.key)
+            if number is not None and told != number:
+                news.append((told is None, tracklet.t_start, tracklet, number))
+        news.sort(key=lambda item: item[:2])
+        for _, _, tracklet, number in news:
+            self._told[tracklet.key] = number
+            for sink in self.sinks:
+                sink.assigned(tracklet, number)
 
     def close(self) -> None:
         """The run is over: a last association, then every track is finished and the sinks closed."""
-        if self._instant:
-            self._fuse()
+        for group in self.groups:
+            if group.instant:
+                self._fuse(group)
         self.tick()
         self._finish(np.inf, np.inf)
         for sink in self.sinks:
@@ -488,9 +536,13 @@ class SiteStage:
                 for track_id in builder.ended(forget_before):
                     key = (builder.camera.id, track_id)
                     self._ended.discard(key)
-                    self._announced.discard(key)
+                    self._told.pop(key, None)
                     if forget_before < np.inf or builders is not None:
                         builder.forget(track_id)
+        if builders is None and -np.inf < forget_before < np.inf:
+            for group in self.groups:
+                for track_id in group.tracks.ended(forget_before):
+                    group.tracks.forget(track_id)
 
     def _builder(self, tracked: TrackedFrame) -> TrackletBuilder:
         builder = self.builders.get(tracked.camera_id)

@@ -119,13 +119,16 @@ def camera_stage(
 
 def site_fusion(
     site: SiteFile | None, cameras: Sequence[Camera], topology: CameraTopology
-) -> GroundFusion | None:
-    """The ground fusion of the site's calibrated ``cameras`` when the site's identities come from
-    it (``SiteFile.fused``: by default, when every camera is calibrated and the views form one
-    overlapping group); None for tracklet association."""
-    if site is None or not site.fused(cameras, topology):
-        return None
-    return GroundFusion(cameras, site.fusion.config)
+) -> list[GroundFusion]:
+    """The ground fusion of each group of the site's calibrated ``cameras`` that ``SiteFile.fusion_groups``
+    names (by default each connected group of overlapping views); none for tracklets alone."""
+    if site is None:
+        return []
+    by_id = {camera.id: camera for camera in cameras}
+    return [
+        GroundFusion([by_id[name] for name in group], site.fusion.config)
+        for group in site.fusion_groups(cameras, topology)
+    ]
 
 
 def open_camera_source(site: SiteFile, spec: CameraSpec) -> FrameSource | None:
@@ -226,10 +229,9 @@ def run_site(
                 )
             )
     fusion = site_fusion(site, list(cameras.values()), topology)
-    if fusion is not None:
-        note(
-            f"site {site.name!r}: identities by ground fusion of {len(cameras)} overlapping calibrated views"
-        )
+    for group in fusion:
+        views = ", ".join(camera.id for camera in group.cameras)
+        note(f"site {site.name!r}: the overlapping views {views} are fused on the ground")
     stage = SiteStage(
         cameras,
         topology,

@@ -381,13 +381,17 @@ class TopologySpec(_Strict):
 class FusionSpec(_Strict):
     """How cross-camera identities are made (``crossview.multicam.fusion``, ``association``).
 
-    - ``fusion``: every calibrated camera's detections are located on the ground each instant,
-      joined across views and tracked there (right where views overlap: a crowd seen from
-      several sides, low frame rates).
-    - ``tracklets``: each camera's tracks are joined across cameras by appearance, time and
-      place (right where views do not overlap: a person leaves one view and later enters another).
-    - ``auto`` (the default): ``fusion`` when every camera is calibrated and the views form one
-      connected overlapping group, ``tracklets`` otherwise.
+    Two ways, each right in its place. *Fusion*: overlapping calibrated views' detections are
+    located on the ground each instant, joined across views and tracked there (a crowd seen from
+    several sides, low frame rates). *Tracklets*: each camera's tracks are joined across cameras
+    by appearance, time and place (a person leaves one view and later enters another).
+
+    - ``auto`` (the default): both. Each connected group of overlapping calibrated views is fused,
+      and its ground tracks are joined to the other cameras' tracks (and to each other: someone who
+      leaves the group's ground and comes back) as the tracklets of one wide view.
+    - ``fusion``: as ``auto``, with every calibrated camera in one group (views that overlap
+      although their geometry does not show it).
+    - ``tracklets``: no fusion; every camera's tracks are joined as tracklets.
     """
 
     mode: Literal["auto", "fusion", "tracklets"] = "auto"
@@ -469,23 +473,34 @@ class SiteFile(_Strict):
         )
         return self.camera_topology(sorted(found))
 
-    def fused(self, cameras: Sequence[Camera], topology: CameraTopology) -> bool:
-        """Whether identities come from ground fusion (see ``FusionSpec``): ``cameras`` are the
-        calibrated ones, ``topology`` the run's (its overlaps)."""
+    def fusion_groups(self, cameras: Sequence[Camera], topology: CameraTopology) -> list[tuple[str, ...]]:
+        """The groups of views fused on the ground (see ``FusionSpec``), each in site file order:
+        ``cameras`` are the calibrated ones, ``topology`` the run's (its overlaps). ``auto``: each
+        connected group of two or more overlapping calibrated views; ``fusion``: every calibrated
+        camera, as one group; ``tracklets``: none."""
         mode = self.fusion.mode
-        if mode != "auto":
-            return mode == "fusion"
-        names = {camera.id for camera in cameras}
-        if len(names) < 2 or names != self.camera_ids:
-            return False
-        reached, frontier = set(), [min(names)]  # one connected group of overlapping views?
-        while frontier:
-            camera = frontier.pop()
-            if camera in reached:
+        order = {spec.id: number for number, spec in enumerate(self.cameras)}
+        names = sorted({camera.id for camera in cameras}, key=lambda name: order.get(name, len(order)))
+        if mode == "tracklets" or len(names) < 2:
+            return []
+        if mode == "fusion":
+            return [tuple(names)]
+        groups, placed = [], set()
+        for first in names:  # connected groups of overlapping calibrated views
+            if first in placed:
                 continue
-            reached.add(camera)
-            frontier += [b if a == camera else a for a, b in topology.overlaps if camera in (a, b)]
-        return reached == names
+            reached, frontier = set(), [first]
+            while frontier:
+                camera = frontier.pop()
+                if camera in reached:
+                    continue
+                reached.add(camera)
+                frontier += [b if a == camera else a for a, b in topology.overlaps if camera in (a, b)]
+            reached &= set(names)
+            placed |= reached
+            if len(reached) > 1:
+                groups.append(tuple(name for name in names if name in reached))
+        return groups
 
     def calibrated_cameras(self) -> list[Camera]:
         """The calibrated cameras as ``Camera`` s (point pairs fitted); ``SiteError`` naming each
