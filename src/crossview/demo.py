@@ -300,7 +300,7 @@ def _run_cameras(
         result.latency(),
         result.seconds,
         snapshots.snapshots,
-        stage.associator.topology or topology,
+        topology,  # the cameras' (the associator's takes each fused group as one camera)
     )
 
 

@@ -468,6 +468,94 @@ def test_overlapping_views_are_fused_on_the_ground_by_the_site_stage() -> None:
     assert scores[True] > 0.8 and scores[True] > scores[False] + 0.3, scores
 
 
+def test_a_mixed_site_fuses_its_overlapping_views_and_joins_them_with_a_separate_camera() -> None:
+    """Three people cross a square watched by two overlapping cameras, then, 4 s later, walk past a
+    camera 60 m away. The square's views are fused (both views of a person carry one ground track
+    id), and the ground tracks are joined by appearance with the far camera's tracks: one global
+    id per person over all three cameras."""
+    from tests.multicam.test_fusion import cylinder_boxes
+
+    square = [
+        look_at_camera(name, 640, 480, 60, position=(x, 0.0, 4.0), target=(0, 0, 0))
+        for name, x in (("a", -9.0), ("b", 9.0))
+    ]
+    far = look_at_camera("c", 640, 480, 60, position=(60.0, -9.0, 4.0), target=(60.0, 0.0, 0.0))
+    cameras = (*square, far)
+    fps, people = 5.0, 3
+    rng = np.random.default_rng(4)
+    looks = np.eye(16, dtype=np.float32)[:people]  # each person's appearance, in every camera
+    truth_cameras: list[str] = []
+    truth_rows: list[list[float]] = []
+    frames: list[TrackedFrame] = []
+    image = np.zeros((8, 8, 3), np.uint8)
+    for index in range(round(20 * fps)):
+        t = index / fps
+        if t < 8:  # on the square, a metre and a half apart, walking in parallel
+            where = np.column_stack([np.linspace(-1.5, 1.5, people), np.full(people, -2.4 + 0.6 * t)])
+            watching = square
+        elif t >= 12:  # past the far camera
+            where = np.column_stack([np.linspace(58.5, 61.5, people), np.full(people, -2.4 + 0.6 * (t - 12))])
+            watching = [far]
+        else:
+            where, watching = np.zeros((0, 2)), []
+        for camera in cameras:
+            boxes, seen = np.zeros((0, 4)), np.zeros(0, bool)
+            if camera in watching:
+                boxes, seen = cylinder_boxes(camera, where, np.full(people, 1.75), 0.25)
+            who = np.flatnonzero(seen)
+            for person, box in zip(who.tolist(), boxes[seen].tolist(), strict=True):
+                truth_cameras.append(camera.id)
+                truth_rows.append(
+                    [person + 1, index + 1, box[0], box[1], box[2] - box[0], box[3] - box[1], -1, -1]
+                )
+            found = Detections(
+                xyxy=boxes[seen],
+                class_id=np.zeros(len(who), np.int64),
+                embedding=looks[who] + rng.normal(0, 0.05, (len(who), 16)).astype(np.float32),
+                data={"person": who},
+                camera_id=camera.id,
+                frame_index=index,
+                timestamp=t,
+            )
+            frames.append(TrackedFrame.of(Frame(image, camera.id, index, t), found))
+    truth = MtmcTable.from_rows(truth_cameras, np.array(truth_rows).reshape(-1, 8))
+    site = parse_site({"cameras": [{"id": c.id, "source": "push"} for c in cameras]})
+    topology = CameraTopology(cameras=("a", "b", "c"), overlaps=overlaps_from_geometry(cameras))
+    assert topology.overlaps == {("a", "b")}
+    groups = site.fusion_groups(list(cameras), topology)
+    assert groups == [("a", "b")]
+
+    class Views(Sink):
+        def __init__(self) -> None:
+            self.rows: dict[tuple[int, str], Detections] = {}
+
+        def frame(self, tracked: TrackedFrame) -> None:
+            self.rows[(tracked.index, tracked.camera_id)] = tracked.detections
+
+    outputs, views = MtmcSink(), Views()
+    stage = SiteStage(
+        {c.id: c for c in cameras},
+        topology,
+        site.association,
+        sinks=[outputs, views],
+        fusion=[GroundFusion(square)],
+    )
+    trackers = {c.id: make_tracker("sort", frame_rate=fps) for c in cameras}
+    for tracked in frames:
+        stage.apply(replace(tracked, detections=trackers[tracked.camera_id].update(tracked.detections)))
+    stage.close()
+    assert [group.id for group in stage.groups] == ["a+b"]
+    assert stage.identities == people
+    assert evaluate_mtmc(truth, outputs.table).overall.summary()["IDF1"] > 0.95
+    # both views of a person on the square carry its ground track's id, and the global id
+    index = round(5 * fps)
+    a, b = views.rows[(index, "a")], views.rows[(index, "b")]
+    for person in range(people):
+        in_a, in_b = a[a.data["person"] == person], b[b.data["person"] == person]
+        assert in_a.tracker_id.tolist() == in_b.tracker_id.tolist() and in_a.tracker_id[0] >= 0
+        assert in_a.global_id.tolist() == in_b.global_id.tolist() and in_a.global_id[0] >= 0
+
+
 def test_auto_fuses_each_connected_group_of_calibrated_overlapping_views() -> None:
     square = [
         look_at_camera(f"c{n}", 640, 480, 60, position=(x, -8.0, 4.0), target=(0, 0, 0))

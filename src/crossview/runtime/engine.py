@@ -407,14 +407,22 @@ class SiteStage:
         is placed where its view put it; the ground tracks seen add to the group's tracklets."""
         frames, group.instant = group.instant, {}
         when = min(tracked.timestamp for tracked in frames.values())
-        fused = group.fusion.update(when, {c: tracked.detections for c, tracked in frames.items()})
+        given = {camera_id: tracked.detections for camera_id, tracked in frames.items()}
+        if self.classify_by_size:  # a detector that names no classes: the fusion's models need them
+            for camera_id, tracked in frames.items():
+                locator = self._builder(tracked).locator
+                if locator is not None and len(given[camera_id]):
+                    given[camera_id] = given[camera_id].replace(
+                        class_id=locator.classify(given[camera_id].xyxy)
+                    )
+        fused = group.fusion.update(when, given)
         views = {
             camera_id: tracked.detections.replace(
                 tracker_id=fused.global_ids[camera_id],
                 data={**tracked.detections.data, GROUND_XY: fused.ground[camera_id]},
             )
             for camera_id, tracked in frames.items()
-        }
+        }  # (the classes as detected: the cameras' tracklets classify their own)
         seen = [v[v.tracker_id >= 0] for v in views.values() if v.embedding is not None]
         rows = Detections.concatenate(seen) if seen else Detections.empty()
         if len(rows):  # one row per ground track: where the fusion put it, its views' appearance
