@@ -6,7 +6,6 @@ import json
 import warnings
 from collections.abc import Mapping
 from enum import StrEnum
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -502,23 +501,62 @@ def index_build(
     classes: Annotated[str | None, typer.Option(help="Keep only these classes, e.g. person,car")] = None,
     max_frames: Annotated[int | None, typer.Option(min=1, help="Per source")] = None,
 ) -> None:
-    """Track every source and index each finished track's appearance with its metadata."""
+    """Run the sources as the cameras of one site, all at once: each detected, embedded and tracked,
+    the tracks joined across sources into global identities (by appearance: the sources have no
+    calibration); index each finished track's appearance with its metadata and global id.
+
+    A source's camera id is a video's file name without extension, an image folder's name or a
+    stream URL's last part; two sources with one id are refused. A gallery built before keeps its
+    entries: the new ones take ids, and global ids, after its largest."""
+    from itertools import combinations
+
     from crossview.detect.factory import make_detector
     from crossview.embed.factory import make_embedder
     from crossview.io.open import open_source
-    from crossview.io.sources import SourceError
+    from crossview.io.sources import FrameSource, SourceError, StreamSource
     from crossview.models.identity import identity_of
-    from crossview.pipeline import Pipeline
-    from crossview.search.gallery import TrackGallery, TrackSummary
+    from crossview.multicam.association import AssociationConfig
+    from crossview.multicam.topology import CameraTopology
+    from crossview.runtime.engine import CameraStage, SiteStage, run_cameras
+    from crossview.runtime.run import camera_stage
+    from crossview.runtime.sinks import IndexSink
+    from crossview.runtime.site import SiteFile
     from crossview.search.store import GallerySettings, create_gallery
-    from crossview.track import make_tracker
+
+    def warn(message: str) -> None:
+        errors.print(f"warning: {message}", highlight=False, soft_wrap=True)
 
     options: dict[str, Any] = {}
     if classes:
         options["classes"] = tuple(c.strip() for c in classes.split(",") if c.strip())
+    opened: list[FrameSource] = []
     try:
-        found = make_detector(detector, **options)
         appearance = make_embedder(embedder)
+        named: dict[str, str] = {}
+        for spec in sources:
+            source = open_source(spec, max_frames=max_frames)
+            opened.append(source)
+            if source.camera_id in named:
+                raise ValueError(
+                    f"{named[source.camera_id]} and {spec} are both camera {source.camera_id!r} (a camera "
+                    "id is a video's file name without extension, a folder's name or a stream URL's last "
+                    "part): give each source its own name"
+                )
+            named[source.camera_id] = spec
+        stages: list[CameraStage] = [
+            camera_stage(
+                None,
+                source.camera_id,
+                source,
+                make_detector(detector, **options),  # one per camera: detectors keep per-camera state
+                appearance,
+                detector_spec=detector,
+                tracker=tracker.value,
+                max_frames=max_frames,
+                warn=warn,
+            )
+            for source in opened
+        ]
         gallery_index = create_gallery(
             index,
             GallerySettings(
@@ -529,35 +567,36 @@ def index_build(
                 model=identity_of(appearance).key,
             ),
         )
-    except (ValueError, FileNotFoundError) as error:
+    except (SourceError, ValueError, FileNotFoundError) as error:
+        for source in opened:
+            source.close()
         raise _fail(str(error)) from None
-    next_id = gallery_index.count()
-    added = 0
-
-    def store(summaries: list[TrackSummary]) -> None:
-        nonlocal next_id, added
-        if not summaries:
-            return
-        ids = list(range(next_id, next_id + len(summaries)))
-        gallery_index.add(ids, np.stack([s.embedding for s in summaries]), [s.entry for s in summaries])
-        next_id += len(summaries)
-        added += len(summaries)
-
+    cameras = tuple(named)
+    # Sources without calibration nor a shared clock: any two may show one object at once.
+    topology = CameraTopology(cameras=cameras, overlaps=frozenset(combinations(cameras, 2)))
+    association: AssociationConfig = SiteFile.model_fields["association"].get_default(
+        call_default_factory=True
+    )
+    live = frozenset(source.camera_id for source in opened if isinstance(source, StreamSource))
     with gallery_index:
-        for source in sources:
-            try:
-                frames = open_source(source, max_frames=max_frames)
-            except (SourceError, ValueError) as error:
-                raise _fail(str(error)) from None
-            rate = getattr(frames, "fps", None) or 30.0
-            pipeline = Pipeline(found, partial(make_tracker, tracker.value, frame_rate=rate), appearance)
-            tracks = TrackGallery()
-            with frames:
-                for result in pipeline.run(frames):
-                    store(tracks.update(result.detections, result.frame.size))
-            store(tracks.finish())
-            console.print(f"{source}: camera {frames.camera_id}, gallery now {gallery_index.count()} tracks")
-    console.print(f"indexed {added} tracks into {index}")
+        sink = IndexSink(gallery_index, new_identities=True)
+        site = SiteStage({}, topology, association, sinks=[sink])
+        try:
+            result = run_cameras(stages, site, live=live, warn=warn)
+        finally:
+            for source in opened:
+                source.close()
+        total = gallery_index.count()
+    for camera_id, stats in result.cameras.items():
+        stopped = f", stopped: {stats.error}" if stats.error else ""
+        console.print(
+            f"{named[camera_id]}: camera {camera_id}, {stats.frames} frames, "
+            f"{sink.added[camera_id]} tracks{stopped}"
+        )
+    console.print(
+        f"indexed {sum(sink.added.values())} tracks of {result.site.identities} global identities "
+        f"into {index} (now {total} tracks)"
+    )
 
 
 @app.command("search")

@@ -308,6 +308,21 @@ def test_delete_then_search(open_index: Callable[..., VectorIndex]) -> None:
     assert not vectors.any() and entries == [None, None, None]
 
 
+def test_largest_ids_follow_writes_deletes_and_reopen(open_index: Callable[..., VectorIndex]) -> None:
+    index = open_index()
+    assert index.largest_ids() == (-1, -1)
+    index.add([3, 1], clustered(2), [Entry(camera_id="a"), Entry(camera_id="b")])  # no global id yet
+    assert index.largest_ids() == (3, -1)
+    data = gallery(30, first_id=10)  # ids 10..39, global ids 1..3
+    fill(index, data, batch=7)
+    assert index.largest_ids() == (39, 3)
+    index.delete([39, 38])
+    index.add([12], clustered(1, seed=4), [entry_for(12).model_copy(update={"global_id": 9})])
+    assert index.largest_ids() == (37, 9)
+    index.close()
+    assert open_index().largest_ids() == (37, 9)
+
+
 def test_add_replaces_existing_ids(open_index: Callable[..., VectorIndex]) -> None:
     index = open_index()
     data = gallery(500)

@@ -3,6 +3,7 @@ best-view thumbnail per global identity. Each is a ``Sink`` of the runtime (``en
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, TextIO
@@ -16,7 +17,7 @@ from crossview.io.formats.mtmc import MtmcTable
 from crossview.multicam.tracklets import whole_boxes
 from crossview.runtime.engine import FinishedTrack, Sink, TrackedFrame
 from crossview.search.faiss_index import FaissIndex
-from crossview.search.index import Entry
+from crossview.search.index import Entry, VectorIndex
 
 __all__ = ["IndexSink", "MotSink", "MtmcSink", "ThumbnailSink", "track_entry"]
 
@@ -105,28 +106,57 @@ class MtmcSink(Sink):
 
 
 class IndexSink(Sink):
-    """Each finished track's appearance, with its camera, times, class, global id and ground
-    position, in a durable FAISS index (searchable with ``crossview search``)."""
+    """Each finished track's appearance with its summary (``track_entry``: camera, times, class,
+    global id, ground position, best view) in a search index, searchable with ``crossview search``.
 
-    def __init__(self, folder: Path, dim: int, model: str | None = None) -> None:
-        self.index = FaissIndex(folder, dim, factory="Flat", model=model)
-        self._next = self.index.count() + 1
+    ``index`` is an open ``VectorIndex``, left open (its opener closes it), or the folder of a
+    durable FAISS index of ``dim``-vectors made here and closed with the run. New entries take
+    the ids after the largest stored one. With ``new_identities`` the run's global ids also start
+    after the largest stored one: a run appending to an index that earlier runs filled does not
+    give its objects the numbers of theirs (its associator never saw them).
+    """
+
+    def __init__(
+        self,
+        index: VectorIndex | Path,
+        dim: int | None = None,
+        model: str | None = None,
+        *,
+        new_identities: bool = False,
+    ) -> None:
+        if isinstance(index, Path):
+            if dim is None:
+                raise ValueError(f"an index sink writing to the folder {index} needs the vectors' dim")
+            self.index: VectorIndex = FaissIndex(index, dim, factory="Flat", model=model)
+        else:
+            self.index = index
+        self._owned = isinstance(index, Path)
+        largest_id, largest_global = self.index.largest_ids()
+        self._next = largest_id + 1
+        self.global_offset = largest_global + 1 if new_identities else 0
+        self.added: Counter[str] = Counter()  # entries written, per camera
 
     def finished(self, track: FinishedTrack) -> None:
         entry = track_entry(track)
+        if track.global_id is not None and self.global_offset:
+            entry = entry.model_copy(update={"global_id": track.global_id + self.global_offset})
         vector = np.asarray(track.tracklet.embedding, np.float32)[None, :]
         norm = float(np.linalg.norm(vector))
         if norm > 0:
             self.index.add([self._next], vector / norm, [entry])
             self._next += 1
+            self.added[entry.camera_id] += 1
 
     def close(self) -> None:
-        self.index.close()
+        if self._owned:
+            self.index.close()
 
 
 def track_entry(track: FinishedTrack) -> Entry:
     """A finished track's search entry: camera, track, global id (-1: none), majority class, time
-    span and median ground position (None where never located)."""
+    span, median ground position (None where never located) and its best view as
+    ``camera/frame/x1,y1,x2,y2``: the largest of its whole boxes (of all its boxes when none is
+    whole), from which a query crop can be cut."""
     tracklet = track.tracklet
     located = track.ground[np.all(np.isfinite(track.ground), axis=1)]
     x, y = (float(v) for v in np.median(located, axis=0)) if len(located) else (None, None)
@@ -139,7 +169,21 @@ def track_entry(track: FinishedTrack) -> Entry:
         t_end=tracklet.t_end,
         x=x,
         y=y,
+        crop=_best_view(track),
     )
+
+
+def _best_view(track: FinishedTrack) -> str:
+    boxes = track.boxes
+    if len(boxes) == 0:
+        return ""
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    whole = track.tracklet.clear
+    if whole is not None and len(whole) == len(boxes) and whole.any():
+        area = np.where(whole, area, -np.inf)
+    row = int(np.argmax(area))
+    box = ",".join(f"{float(v):.0f}" for v in boxes[row])
+    return f"{track.tracklet.camera_id}/{int(track.frames[row])}/{box}"
 
 
 @dataclass(slots=True)

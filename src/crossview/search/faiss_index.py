@@ -306,6 +306,15 @@ class FaissIndex:
             self._check_open()
             return self._live
 
+    def largest_ids(self) -> tuple[int, int]:
+        """The largest stored id and ``global_id`` (-1 where there is none)."""
+        with self._lock:
+            self._check_open()
+            largest_id, largest_global = self._db.execute(
+                "SELECT COALESCE(MAX(id), -1), COALESCE(MAX(global_id), -1) FROM entries"
+            ).fetchone()
+            return int(largest_id), int(largest_global)
+
     def get(self, ids: ArrayLike) -> tuple[NDArray[np.float32], list[Entry | None]]:
         """Stored (normalised) vectors, zero rows for unknown ids, and entries (``None`` if unknown)."""
         with self._lock:

@@ -122,6 +122,11 @@ class VectorIndex(Protocol):
 
     def count(self) -> int: ...
 
+    def largest_ids(self) -> tuple[int, int]:
+        """The largest stored id and the largest stored ``global_id`` (-1 where there is none):
+        where a writer that appends starts its ids, and its identities, so as not to reuse them."""
+        ...
+
     def get(self, ids: ArrayLike) -> tuple[NDArray[np.float32], list[Entry | None]]:
         """Stored vectors (zero rows for unknown ids) and entries (``None`` for unknown ids)."""
         ...

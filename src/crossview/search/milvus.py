@@ -255,6 +255,29 @@ class MilvusIndex:
         )
         return int(result[0]["count(*)"])
 
+    def largest_ids(self) -> tuple[int, int]:
+        """The largest stored id and ``global_id`` (-1 where there is none). Milvus has no ``max``
+        aggregate, so every entry's two numbers are read, a batch at a time (a query iterator)."""
+        largest_id = largest_global = -1
+        if self.count() == 0:
+            return largest_id, largest_global
+        client = self._open_client()
+        rows = client.query_iterator(
+            self._collection,
+            batch_size=self._batch_size,
+            filter="id >= 0",
+            output_fields=["id", "global_id"],
+            consistency_level="Strong",
+            timeout=self._timeout,
+        )
+        try:
+            while batch := rows.next():
+                largest_id = max(largest_id, max(int(row["id"]) for row in batch))
+                largest_global = max(largest_global, max(int(row["global_id"]) for row in batch))
+        finally:
+            rows.close()
+        return largest_id, largest_global
+
     def get(self, ids: ArrayLike) -> tuple[NDArray[np.float32], list[Entry | None]]:
         """Stored (L2-normalised) vectors, zero rows for unknown ids, and entries (``None`` if unknown);
         ids may repeat."""
