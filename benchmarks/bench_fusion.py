@@ -173,7 +173,7 @@ def run_tracklets(scene: Scene, fuse: bool = False) -> MtmcTable:
     )
     site_file = parse_site({"cameras": [{"id": camera.id, "source": "push"} for camera in scene.cameras]})
     by_id = {camera.id: camera for camera in calibrated}
-    groups = site_file.fusion_groups(calibrated, topology) if fuse else []
+    groups = site_file.fusion_groups(calibrated, topology, motion=False) if fuse else []  # object boxes
     sink = MtmcSink(keep=True)
     site = SiteStage(
         by_id,

@@ -522,7 +522,7 @@ def test_a_mixed_site_fuses_its_overlapping_views_and_joins_them_with_a_separate
     site = parse_site({"cameras": [{"id": c.id, "source": "push"} for c in cameras]})
     topology = CameraTopology(cameras=("a", "b", "c"), overlaps=overlaps_from_geometry(cameras))
     assert topology.overlaps == {("a", "b")}
-    groups = site.fusion_groups(list(cameras), topology)
+    groups = site.fusion_groups(list(cameras), topology, motion=False)  # a detector's boxes
     assert groups == [("a", "b")]
 
     class Views(Sink):
@@ -576,11 +576,15 @@ def test_auto_fuses_each_connected_group_of_calibrated_overlapping_views() -> No
         calibrated = site.calibrated_cameras()
         return site.fusion_groups(calibrated, site.topology_of(calibrated))
 
-    assert groups([spec(c) for c in square]) == [("c0", "c1", "c2")]  # one square, three views of it
+    yolox = {"models": {"detector": "yolox:yolox_nano.onnx"}}
+    assert groups([spec(c) for c in square], **yolox) == [("c0", "c1", "c2")]  # one square, three views
+    # the motion detector's blobs are not objects' boxes: 'auto' joins tracklets, 'fusion' still fuses
+    assert groups([spec(c) for c in square]) == []
+    assert groups([spec(c) for c in square], fusion={"mode": "fusion"}) == [("c0", "c1", "c2")]
     # a camera elsewhere and an uncalibrated one are joined as tracklets; a second square is fused apart
     mixed = [spec(far), *map(spec, yard), {"id": "door", "source": "push"}, *map(spec, square)]
-    assert groups(mixed) == [("y0", "y1"), ("c0", "c1", "c2")]
-    assert groups([spec(c) for c in square], fusion={"mode": "tracklets"}) == []
+    assert groups(mixed, **yolox) == [("y0", "y1"), ("c0", "c1", "c2")]
+    assert groups([spec(c) for c in square], fusion={"mode": "tracklets"}, **yolox) == []
     assert groups([spec(c) for c in [*square, far]], fusion={"mode": "fusion"}) == [("c0", "c1", "c2", "far")]
     # the fusion's state is its live tracks: their life is bounded, and so is the instant
     with pytest.raises(

@@ -232,6 +232,7 @@ def test_validation_reports_fits_ground_and_overlaps(tmp_path: Path) -> None:
             {"id": "dock", "source": "push"},
         ],
         "topology": {"overlaps": [["dock", "gate"]]},
+        "models": {"detector": "yolox:models/yolox_nano.onnx"},
     }
     report = check_site(parse_site(data))
     by_id = {camera.id: camera for camera in report.cameras}
@@ -328,6 +329,10 @@ def test_a_real_calibrated_room_validates_with_every_pair_of_views_overlapping(t
         )
     site_path = tmp_path / "room.yaml"
     site_path.write_text(yaml.safe_dump({"name": "pose2sim-room", "cameras": cameras}))
+    motion = check_site(load_site(site_path), max_range_m=8.0)  # the default detector: motion
+    assert motion.identities.startswith("tracklet association of every camera (views overlap, but")
+    models = {"models": {"detector": "yolox:yolox_nano.onnx"}}
+    site_path.write_text(yaml.safe_dump({"name": "pose2sim-room", "cameras": cameras, **models}))
     report = check_site(load_site(site_path), max_range_m=8.0)
     assert report.ok, report.text()
     assert all(camera.camera is not None and camera.camera.width == 1088 for camera in report.cameras)

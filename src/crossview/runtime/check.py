@@ -329,7 +329,11 @@ def _identities(site: SiteFile, reports: list[CameraReport], overlaps: list[tupl
     fused = {name for group in groups for name in group}
     alone = [spec.id for spec in site.cameras if spec.id not in fused]
     if not groups:
-        why = "fusion.mode" if site.fusion.mode == "tracklets" else "no calibrated views overlap"
+        why = "no calibrated views overlap"
+        if site.fusion.mode == "tracklets":
+            why = "fusion.mode"
+        elif site.fusion_groups(cameras, topology, motion=False):
+            why = "views overlap, but the motion detector's blobs are not the objects' boxes fusion needs"
         return f"tracklet association of every camera ({why})"
     parts = [f"ground fusion of {' + '.join(group)}" for group in groups]
     if alone:

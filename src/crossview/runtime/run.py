@@ -118,16 +118,21 @@ def camera_stage(
 
 
 def site_fusion(
-    site: SiteFile | None, cameras: Sequence[Camera], topology: CameraTopology
+    site: SiteFile | None,
+    cameras: Sequence[Camera],
+    topology: CameraTopology,
+    *,
+    motion: bool | None = None,
 ) -> list[GroundFusion]:
     """The ground fusion of each group of the site's calibrated ``cameras`` that ``SiteFile.fusion_groups``
-    names (by default each connected group of overlapping views); none for tracklets alone."""
+    names (by default each connected group of overlapping views, unless the boxes come from the
+    motion detector: ``motion``, None for the site file's detector); none for tracklets alone."""
     if site is None:
         return []
     by_id = {camera.id: camera for camera in cameras}
     return [
         GroundFusion([by_id[name] for name in group], site.fusion.config)
-        for group in site.fusion_groups(cameras, topology)
+        for group in site.fusion_groups(cameras, topology, motion=motion)
     ]
 
 
@@ -228,7 +233,7 @@ def run_site(
                     max_range_m=site.topology.overlap_range_m,
                 )
             )
-    fusion = site_fusion(site, list(cameras.values()), topology)
+    fusion = site_fusion(site, list(cameras.values()), topology, motion=kind == "motion")
     for group in fusion:
         views = ", ".join(camera.id for camera in group.cameras)
         note(f"site {site.name!r}: the overlapping views {views} are fused on the ground")

@@ -74,6 +74,7 @@ from pydantic import (
 )
 
 from crossview.core.camera import Camera
+from crossview.detect.factory import parse_spec
 from crossview.multicam.association import AssociationConfig
 from crossview.multicam.fusion import FusionConfig
 from crossview.multicam.geometry import HomographyFit, estimate_homography
@@ -388,7 +389,9 @@ class FusionSpec(_Strict):
 
     - ``auto`` (the default): both. Each connected group of overlapping calibrated views is fused,
       and its ground tracks are joined to the other cameras' tracks (and to each other: someone who
-      leaves the group's ground and comes back) as the tracklets of one wide view.
+      leaves the group's ground and comes back) as the tracklets of one wide view. Not with the
+      motion detector: fusion places a box by its bottom edge and trusts it to a few pixels, and
+      a motion blob is not an object's box (part of a car, two cars as one, a shadow attached).
     - ``fusion``: as ``auto``, with every calibrated camera in one group (views that overlap
       although their geometry does not show it).
     - ``tracklets``: no fusion; every camera's tracks are joined as tracklets.
@@ -473,15 +476,20 @@ class SiteFile(_Strict):
         )
         return self.camera_topology(sorted(found))
 
-    def fusion_groups(self, cameras: Sequence[Camera], topology: CameraTopology) -> list[tuple[str, ...]]:
+    def fusion_groups(
+        self, cameras: Sequence[Camera], topology: CameraTopology, *, motion: bool | None = None
+    ) -> list[tuple[str, ...]]:
         """The groups of views fused on the ground (see ``FusionSpec``), each in site file order:
         ``cameras`` are the calibrated ones, ``topology`` the run's (its overlaps). ``auto``: each
-        connected group of two or more overlapping calibrated views; ``fusion``: every calibrated
-        camera, as one group; ``tracklets``: none."""
+        connected group of two or more overlapping calibrated views, unless the boxes come from the
+        motion detector (``motion``; None: the site file's detector says); ``fusion``: every
+        calibrated camera, as one group; ``tracklets``: none."""
         mode = self.fusion.mode
         order = {spec.id: number for number, spec in enumerate(self.cameras)}
         names = sorted({camera.id for camera in cameras}, key=lambda name: order.get(name, len(order)))
-        if mode == "tracklets" or len(names) < 2:
+        if motion is None:
+            motion = parse_spec(self.models.detector)[0] == "motion"
+        if mode == "tracklets" or len(names) < 2 or (mode == "auto" and motion):
             return []
         if mode == "fusion":
             return [tuple(names)]
