@@ -255,6 +255,22 @@ def test_online_tracklets_reported_together_may_share_a_new_identity() -> None:
     assert apart.assign([gate, walk("lot", 3, 0, 3, (6, 0), (1, 0), RED)]) == [0, 1]
 
 
+def test_online_tracklets_reported_together_may_all_rejoin_a_known_identity() -> None:
+    """An object known from before comes back into two overlapping views at once: both new
+    tracklets arrive in one call and both rejoin its identity (the one-to-one assignment of new
+    tracklets to known identities gives it to one; the other then joins it as a companion)."""
+    online = OnlineAssociator(TOPOLOGY, CONFIG)
+    assert online.assign([walk("gate", 1, 0, 3, (0, 0), (1, 0), RED)]) == [0]
+    gate = walk("gate", 2, 10, 13, (0, 0), (1, 0), RED)
+    lot = walk("lot", 2, 10, 13, (0.2, 0), (1, 0), RED)
+    other = walk("lot", 3, 10, 13, (8, 0), (1, 0), BLUE)
+    assert online.assign([gate, lot, other]) == [0, 0, 1]
+    # one that cannot be the same object (far apart while seen at once) does not join it
+    again = OnlineAssociator(TOPOLOGY, CONFIG)
+    again.assign([walk("gate", 1, 0, 3, (0, 0), (1, 0), RED)])
+    assert again.assign([gate, walk("lot", 4, 10, 13, (6, 0), (1, 0), RED)]) == [0, 1]
+
+
 def test_positions_of_partly_hidden_boxes_are_not_compared() -> None:
     gate = walk("gate", 1, 0, 10, (0, 0), (1, 0), RED)
     # the lot camera sees the same object, but for most of the time a box cut by an occluder puts it

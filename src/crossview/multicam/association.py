@@ -462,24 +462,27 @@ class OnlineAssociator:
             for i, tracklet in enumerate(fresh):
                 for column, number in enumerate(known):
                     costs[i, column] = self._identity_cost(tracklet, self._members[number])
+            joined: list[int] = []  # identities this call gave tracklets to, in order
             if costs.size:
                 finite = np.where(np.isfinite(costs), costs, 1e9)
                 rows, columns = linear_sum_assignment(finite)
                 for i, column in zip(rows.tolist(), columns.tolist(), strict=True):
                     if costs[i, column] <= self.threshold:
                         self._join(fresh[i], known[column])
-            # the rest, earliest first, may join an identity minted in this call: two cameras
-            # that see one object start their tracks together, and both are reported at once
-            minted_from = self._minted
+                        joined.append(known[column])
+            # the rest, earliest first, may join an identity this call joined or minted: two
+            # cameras that see one object start their tracks together, and both are reported at
+            # once (the one-to-one assignment above gave it to only one of them)
             for tracklet in sorted(fresh, key=lambda t: t.t_start):
                 if tracklet.key in self._ids:
                     continue
-                minted = range(minted_from, self._minted)
                 cost, best = min(
-                    ((self._identity_cost(tracklet, self._members[g]), g) for g in minted),
+                    ((self._identity_cost(tracklet, self._members[g]), g) for g in dict.fromkeys(joined)),
                     default=(math.inf, self._minted),
                 )
-                self._join(tracklet, best if cost <= self.threshold else self._minted)
+                best = best if cost <= self.threshold else self._minted
+                self._join(tracklet, best)
+                joined.append(best)
         return [self._ids[t.key] for t in tracklets]
 
     def assignments(self) -> dict[tuple[str, int], int]:
